@@ -1,0 +1,112 @@
+"""Arguments and validation shared by the verbs, so every verb rejects bad input the same way."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from ..errors import GenpiError
+from ..models import ModelRef, check_adapter_dir, resolve_model
+from ..presets import PRESETS
+from ..scenario import Scenario, load_scenario
+
+
+def add_scenario(p: argparse.ArgumentParser) -> None:
+    p.add_argument("scenario", metavar="SCENARIO",
+                   help="a YAML scenario file, or a plain-text file holding the prompt to internalize")
+
+
+def add_model(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default=None, metavar="M",
+                   help="base model: 'default' (embedded SmolLM2-135M-Instruct), 'tiny' (random, for tests), "
+                        "a local model folder, a .gguf file, or a hub id already in the local cache "
+                        "(default: the preset's model)")
+
+
+def add_generator(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("generator (writes pseudo inputs and reasons, plays the environment)")
+    g.add_argument("--generator", default=None, metavar="G",
+                   help="a local model for the generator, same forms as --model (default: the base model)")
+    g.add_argument("--api-base", default=None, metavar="URL",
+                   help="use an OpenAI-compatible endpoint as generator, e.g. http://localhost:8000/v1")
+    g.add_argument("--api-model", default=None, metavar="NAME", help="the model name to ask the endpoint for")
+    g.add_argument("--api-key-env", default="OPENAI_API_KEY", metavar="VAR",
+                   help="environment variable holding the endpoint's API key (default: OPENAI_API_KEY; "
+                        "the key is never printed or written)")
+
+
+def add_preset(p: argparse.ArgumentParser, default: str = "quick") -> None:
+    p.add_argument("--preset", default=default, choices=list(PRESETS),
+                   help=f"sizes for every stage: smoke (tests), quick (CPU minutes), paper (default: {default})")
+
+
+def add_out(p: argparse.ArgumentParser, metavar: str, what: str) -> None:
+    p.add_argument("--out", required=True, metavar=metavar, help=what)
+
+
+def scenario_arg(args) -> Scenario:
+    return load_scenario(args.scenario)
+
+
+def model_arg(spec: str | None, preset_model: str = "default") -> ModelRef:
+    return resolve_model(spec or preset_model)
+
+
+def generator_arg(args) -> dict:
+    """Validate the generator flags; return a plain description (never holding the key itself)."""
+    if args.api_base or args.api_model:
+        if not (args.api_base and args.api_model):
+            raise GenpiError("--api-base and --api-model go together: pass both (e.g. --api-base "
+                             "http://localhost:8000/v1 --api-model NAME)")
+        if args.generator:
+            raise GenpiError("pass either --generator (a local model) or --api-base/--api-model, not both")
+        if not args.api_base.startswith(("http://", "https://")):
+            raise GenpiError(f"--api-base '{args.api_base}' must be an http:// or https:// URL")
+        return {"kind": "api", "api_base": args.api_base.rstrip("/"), "api_model": args.api_model,
+                "api_key_env": args.api_key_env, "has_key": bool(os.environ.get(args.api_key_env))}
+    if args.generator:
+        return {"kind": "local", "model": resolve_model(args.generator)}
+    return {"kind": "same"}
+
+
+def out_dir_arg(path: str, what: str = "--out") -> Path:
+    """Check that `path` is (or can become) a writable folder; create it."""
+    p = Path(path).expanduser()
+    if p.exists() and not p.is_dir():
+        raise GenpiError(f"{what} '{path}' is a file, not a folder: pass a folder path")
+    try:
+        p.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise GenpiError(f"cannot create {what} folder '{path}': {e.strerror}; pass a writable path")
+    if not os.access(p, os.W_OK):
+        raise GenpiError(f"{what} folder '{path}' is not writable: pass a writable path")
+    return p
+
+
+def data_dir_arg(path: str) -> Path:
+    p = Path(path).expanduser()
+    if not (p / "records.jsonl").is_file():
+        raise GenpiError(f"--data '{path}' holds no records.jsonl: pass a folder written by 'genpi synth'")
+    return p
+
+
+def adapters_arg(paths: list[str] | None) -> list[Path]:
+    return [check_adapter_dir(a) for a in (paths or [])]
+
+
+def not_built(verb: str, issue: int) -> None:
+    raise GenpiError(f"'genpi {verb}' is not built yet (tracked in issue #{issue}); its inputs were checked and are valid")
+
+
+def fit_arg(sc: Scenario, ref: ModelRef):
+    """Load the tokenizer and check the prompt fits the model's context; return the tokenizer."""
+    from transformers import AutoConfig
+
+    from ..models import load_tokenizer
+    from ..scenario import check_fits
+
+    tok = load_tokenizer(ref)
+    cfg = AutoConfig.from_pretrained(ref.path, gguf_file=ref.gguf_file)
+    check_fits(sc, tok, getattr(cfg, "max_position_embeddings", None))
+    return tok
