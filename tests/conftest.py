@@ -1,0 +1,60 @@
+"""Shared fixtures: the tiny random Llama (real SmolLM2 tokenizer and chat template) and helpers."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+
+
+@pytest.fixture(scope="session")
+def tiny_ref():
+    from genpi.models import resolve_model
+
+    return resolve_model("tiny")
+
+
+@pytest.fixture(scope="session")
+def tiny_tok(tiny_ref):
+    from genpi.models import load_tokenizer
+
+    return load_tokenizer(tiny_ref)
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tiny_ref):
+    from genpi.models import load_model
+
+    return load_model(tiny_ref)
+
+
+def run_cli(*args: str, cwd: Path | None = None, timeout: int = 300, input: str | None = None):
+    """Run `genpi ARGS` in a fresh process; return the CompletedProcess (text mode)."""
+    return subprocess.run([sys.executable, "-m", "genpi", *args], capture_output=True, text=True,
+                          cwd=cwd, timeout=timeout, input=input)
+
+
+@pytest.fixture
+def cli():
+    return run_cli
+
+
+@pytest.fixture
+def write(tmp_path):
+    """write('name', text_or_bytes) -> Path inside tmp_path."""
+
+    def _write(name: str, content):
+        p = tmp_path / name
+        p.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(content, bytes):
+            p.write_bytes(content)
+        else:
+            p.write_text(content)
+        return p
+
+    return _write

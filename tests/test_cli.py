@@ -1,0 +1,77 @@
+"""The CLI contract: six verbs, and bad input as a one-line error with exit code 2."""
+
+from __future__ import annotations
+
+import pytest
+
+from genpi.cli import VERBS, main
+
+OS_PROMPT = "You are a shell agent. Reply with 'Act: bash' and a command.\n"
+
+
+def _one_line_error(res):
+    lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
+    assert res.returncode == 2, res.stderr
+    assert len(lines) == 1, res.stderr
+    assert "Traceback" not in res.stderr
+    return lines[0]
+
+
+def test_help_lists_the_six_verbs(cli):
+    res = cli("--help")
+    assert res.returncode == 0
+    for verb in ("run", "synth", "train", "eval", "bench", "chat"):
+        assert f"    {verb}" in res.stdout
+
+
+@pytest.mark.parametrize("verb", VERBS)
+def test_every_verb_has_help(verb, capsys):
+    with pytest.raises(SystemExit) as e:
+        main([verb, "--help"])
+    assert e.value.code == 0
+    assert "--model" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("case", ["missing", "empty", "malformed", "unknown_key", "binary", "bad_model"])
+def test_synth_rejects_bad_input(case, cli, write, tmp_path):
+    model = "default"
+    if case == "missing":
+        scenario = tmp_path / "nope.yaml"
+    elif case == "empty":
+        scenario = write("s.yaml", "prompt: ''\n")
+    elif case == "malformed":
+        scenario = write("s.yaml", "prompt: [1, 2\n  bad: {\n")
+    elif case == "unknown_key":
+        scenario = write("s.yaml", "prompt: P\nseeds: [a]\n")
+    elif case == "binary":
+        scenario = write("p.txt", b"\x7fELF\x02\x01\x01\x00\x00\x00")
+    else:
+        scenario, model = write("p.txt", OS_PROMPT), "/nonexistent"
+    res = cli("synth", str(scenario), "--out", str(tmp_path / "X"), "--model", model)
+    line = _one_line_error(res)
+    assert line.startswith("genpi synth: error:")
+
+
+def test_eval_rejects_a_missing_adapter(cli, write, tmp_path):
+    scenario = write("s.yaml", "prompt: P\neval: {inputs: [q]}\n")
+    res = cli("eval", str(scenario), "--adapter", "/nonexistent", "--out", str(tmp_path / "R"), "--model", "tiny")
+    assert "adapter folder '/nonexistent' not found" in _one_line_error(res)
+
+
+def test_usage_mistakes_are_one_line_too(cli):
+    res = cli("train", "s.yaml")  # --data and --out missing
+    assert "required" in _one_line_error(res)
+    res = cli("frobnicate")
+    assert "invalid choice" in _one_line_error(res)
+
+
+def test_out_path_that_is_a_file(cli, write):
+    scenario = write("p.txt", OS_PROMPT)
+    res = cli("synth", str(scenario), "--out", str(scenario), "--model", "tiny")
+    assert "is a file" in _one_line_error(res)
+
+
+def test_api_flags_must_come_together(cli, write, tmp_path):
+    scenario = write("p.txt", OS_PROMPT)
+    res = cli("synth", str(scenario), "--out", str(tmp_path / "D"), "--model", "tiny", "--api-base", "http://x/v1")
+    assert "--api-model" in _one_line_error(res)

@@ -1,0 +1,63 @@
+"""Model resolution: embedded default, tiny test model, folders, GGUF files, hub cache; adapter checks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from genpi.errors import GenpiError
+from genpi.models import EMBEDDED_GGUF, _embedded_gguf, check_adapter_dir, resolve_model
+
+
+def test_default_is_a_materialized_fp32_folder():
+    ref = resolve_model("default")
+    assert ref.kind == "default" and (Path(ref.path) / "config.json").is_file()
+    assert (Path(ref.path) / "model.safetensors").is_file()
+    assert "SmolLM2-135M-Instruct" in ref.name
+
+
+def test_tiny_model_shares_the_real_tokenizer_and_template(tiny_ref, tiny_tok, tiny_model):
+    assert tiny_ref.kind == "tiny"
+    assert tiny_model.config.vocab_size == len(tiny_tok)
+    assert tiny_model.num_parameters() < 10_000_000
+    text = tiny_tok.apply_chat_template([{"role": "user", "content": "hi"}], tokenize=False,
+                                        add_generation_prompt=True)
+    assert "<|im_start|>user\nhi<|im_end|>" in text and text.endswith("<|im_start|>assistant\n")
+    assert tiny_tok.pad_token_id == tiny_tok.eos_token_id  # SmolLM2: pad == eos == <|im_end|>
+    assert resolve_model("tiny").fingerprint() == tiny_ref.fingerprint()
+
+
+def test_local_folder_and_gguf_file(tiny_ref):
+    assert resolve_model(tiny_ref.path).kind == "dir"
+    gguf = _embedded_gguf()
+    ref = resolve_model(str(gguf))
+    assert ref.kind == "gguf" and ref.gguf_file == EMBEDDED_GGUF
+    assert resolve_model(str(gguf.parent)).kind == "gguf"  # a folder holding one .gguf file
+
+
+@pytest.mark.parametrize("spec,needle", [
+    ("/nonexistent", "not found"),
+    ("/nonexistent/model.gguf", "not found"),
+    ("nobody-here/no-such-model-xyz", "never downloads"),
+    ("./relative/missing", "not found"),
+])
+def test_unknown_models_say_how_to_get_them(spec, needle):
+    with pytest.raises(GenpiError, match=needle):
+        resolve_model(spec)
+
+
+def test_folder_without_config_is_rejected(tmp_path):
+    (tmp_path / "weights.bin").write_bytes(b"x")
+    with pytest.raises(GenpiError, match="no config.json"):
+        resolve_model(str(tmp_path))
+
+
+def test_adapter_dir_checks(tmp_path):
+    with pytest.raises(GenpiError, match="not found"):
+        check_adapter_dir(tmp_path / "none")
+    with pytest.raises(GenpiError, match="adapter_model.safetensors"):
+        (tmp_path / "adapter_config.json").write_text("{}")
+        check_adapter_dir(tmp_path)
+    (tmp_path / "adapter_model.safetensors").write_bytes(b"")
+    assert check_adapter_dir(tmp_path) == tmp_path
