@@ -147,8 +147,15 @@ def _materialize_default() -> Path:
     gguf = _embedded_gguf()
 
     def build(tmp: Path):
+        import sys
+
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers.utils import logging as hf_logging
+
+        print(f"genpi: first use of the embedded model: converting it once into {target} (about a minute)",
+              file=sys.stderr, flush=True)
+        hf_logging.disable_progress_bar()
 
         tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
         model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
@@ -172,6 +179,9 @@ def _materialize_tiny() -> Path:
     def build(tmp: Path):
         import torch
         from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
 
         tok = AutoTokenizer.from_pretrained(src)
         cfg = LlamaConfig(vocab_size=len(tok), bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,

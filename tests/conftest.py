@@ -12,6 +12,14 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _materialized_models():
+    """Build the cached model folders once, before any test counts stderr lines of a CLI call."""
+    from genpi.models import resolve_model
+
+    resolve_model("tiny")
+
+
 @pytest.fixture(scope="session")
 def tiny_ref():
     from genpi.models import resolve_model
