@@ -1,0 +1,217 @@
+"""Training examples from records: SFT (conversation without the prompt), PG (prompt generation), and the
+teacher-side twins used by the KL term. Masks come from `masking.assistant_spans`; prompts and inputs are
+joined only by `scenario.student_messages` / `teacher_messages`.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import statistics
+from dataclasses import dataclass
+
+from ..errors import GenpiError
+from ..scenario import Scenario, student_messages, teacher_messages
+from .masking import assistant_spans
+from .records import Record
+
+IGNORE = -100
+
+# The prompt-generation instruction, in our own words. {ask} says what to write (the whole hidden
+# context or one part of it); the three texts follow under plain headings.
+PG_TASK = (
+    "Someone answered the request below twice. The first answer was written with no extra context. "
+    "Before writing the second, they were shown a hidden context (instructions and examples to follow), "
+    "and that context is what turned the first answer into the second.\n"
+    "{ask}\n\n"
+    "### Request\n{input}\n\n"
+    "### First answer (no context)\n{student}\n\n"
+    "### Second answer (after reading the hidden context)\n{teacher}"
+)
+ASK_WHOLE = "Write out the hidden context word for word{why}."
+ASK_PART = ("The hidden context is too long to write at once, so write out only part {j} of {k} of it, "
+            "word for word{why}.")
+REASON_TAG = "### How the context changed the answer"
+ASK_WHY = f"; then, under the heading '{REASON_TAG}', explain briefly what in it made the difference"
+
+
+@dataclass(frozen=True)
+class Example:
+    kind: str              # "sft" | "pg" | "teacher"
+    record: str            # the record id
+    input_ids: tuple[int, ...]
+    labels: tuple[int, ...]  # IGNORE outside the supervised spans
+
+    def __len__(self) -> int:
+        return len(self.input_ids)
+
+    @property
+    def n_supervised(self) -> int:
+        return sum(1 for x in self.labels if x != IGNORE)
+
+
+def _example(kind: str, rec: Record, ids: list[int], spans: list[tuple[int, int]], end: int) -> Example:
+    labels = [IGNORE] * end
+    for a, b in spans:
+        labels[a:min(b, end)] = ids[a:min(b, end)]
+    return Example(kind, rec.id, tuple(ids[:end]), tuple(labels))
+
+
+# -- SFT ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SftBuild:
+    example: Example | None
+    teacher: Example | None     # the same turns rendered with the prompt (for sft-kl), when asked
+    skipped: str | None = None  # why no example ("source too long")
+    truncated: bool = False     # turns were dropped or the first turn was cut
+
+
+def sft_example(tok, sc: Scenario, rec: Record, max_source: int, max_target: int,
+                with_prompt: bool = False, want_teacher: bool = False) -> SftBuild:
+    """The conversation after the input, supervised on the agent turns.
+
+    The student rendering has no prompt (prompt-mix passes `with_prompt=True` for its half). Whole turns are
+    kept while the supervised part stays within `max_target` tokens; a first turn longer than that is cut.
+    The no-prompt input must fit `max_source` tokens, or the record gives no SFT example.
+    """
+    turns = list(rec.conversation)
+    plain = assistant_spans(tok, student_messages(sc, rec.input, turns), first=1)
+    if plain.source_len > max_source:
+        return SftBuild(None, None, skipped="source too long")
+    if with_prompt:
+        base = teacher_messages(sc, rec.input)
+        r = assistant_spans(tok, base + turns, first=len(base))
+    else:
+        r = plain
+    keep, end = _fit_turns(r, max_target)
+    ex = _example("sft", rec, r.ids, r.spans[:max(keep, 1)], end)
+    truncated = keep < len(r.spans)
+    teacher = None
+    if want_teacher:
+        base = teacher_messages(sc, rec.input)
+        t = assistant_spans(tok, base + turns, first=len(base))
+        t_end = t.spans[keep - 1][1] if keep else t.spans[0][0] + max_target
+        teacher = _example("teacher", rec, t.ids, t.spans[:max(keep, 1)], t_end)
+        if [x for x in teacher.labels if x != IGNORE] != [x for x in ex.labels if x != IGNORE]:
+            raise GenpiError(f"record {rec.id}: the teacher and student renderings of the agent turns differ; "
+                             "the KL term needs the same tokens on both sides")
+    return SftBuild(ex, teacher, truncated=truncated)
+
+
+def _fit_turns(r, max_target: int) -> tuple[int, int]:
+    """(whole turns kept, end index): the most turns whose supervised part ends within max_target tokens."""
+    src = r.source_len
+    keep = 0
+    for a, b in r.spans:
+        if b - src > max_target:
+            break
+        keep += 1
+    end = r.spans[keep - 1][1] if keep else src + max_target
+    return keep, end
+
+
+# -- PG ----------------------------------------------------------------------------------
+
+
+def section_budget(tok, records: list[Record], max_target: int) -> int:
+    """Tokens a prompt section may take so that section + reason usually fit one target."""
+    lens = [len(tok(r.reason, add_special_tokens=False)["input_ids"]) for r in records if r.reason]
+    reason = min(int(statistics.median(lens)), max_target // 4) + 16 if lens else 8
+    return max(max_target - reason, max_target // 2)
+
+
+def prompt_sections(tok, text: str, budget: int) -> list[str]:
+    """Split `text` into the fewest near-equal parts of at most ~`budget` tokens, at paragraph, then line,
+    then token boundaries. The parts joined together are exactly `text`."""
+    ntok = lambda s: len(tok(s, add_special_tokens=False)["input_ids"])  # noqa: E731
+    total = ntok(text)
+    if total <= budget:
+        return [text]
+    units = []
+    for para in _split_keep(text, r"(?<=\n\n)"):
+        n = ntok(para)
+        if n <= budget:
+            units.append((para, n))
+            continue
+        for line in _split_keep(para, r"(?<=\n)"):
+            n = ntok(line)
+            if n <= budget:
+                units.append((line, n))
+            else:
+                units.extend((c, ntok(c)) for c in _token_chunks(tok, line, budget))
+    k = math.ceil(total / budget)
+    while True:
+        parts = _pack(units, k, budget)
+        if len(parts) <= k or k >= len(units):
+            return parts
+        k += 1
+
+
+def _split_keep(text: str, pattern: str) -> list[str]:
+    return [p for p in re.split(pattern, text) if p]
+
+
+def _token_chunks(tok, text: str, size: int) -> list[str]:
+    offs = tok(text, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
+    starts = [0] + [offs[i][0] for i in range(size, len(offs), size)]
+    return [text[a:b] for a, b in zip(starts, starts[1:] + [len(text)]) if a < b]
+
+
+def _pack(units: list[tuple[str, int]], k: int, budget: int) -> list[str]:
+    """Greedy balanced packing: close a part when it would overflow or pass its share of the total."""
+    total = sum(n for _, n in units)
+    parts, cur, cur_n, done = [], [], 0, 0
+    for text, n in units:
+        share = total * (len(parts) + 1) / k
+        if cur and (cur_n + n > budget or (done + cur_n + n / 2 > share and len(parts) < k - 1)):
+            parts.append("".join(cur))
+            done += cur_n
+            cur, cur_n = [], 0
+        cur.append(text)
+        cur_n += n
+    parts.append("".join(cur))
+    return parts
+
+
+def pg_messages(rec: Record, section: str, j: int, k: int, student: str | None = None,
+                teacher: str | None = None) -> list[dict]:
+    why = ASK_WHY if rec.reason else ""
+    ask = ASK_WHOLE.format(why=why) if k == 1 else ASK_PART.format(j=j, k=k, why=why)
+    user = PG_TASK.format(ask=ask, input=rec.input, student=rec.student_output if student is None else student,
+                          teacher=rec.teacher_output if teacher is None else teacher)
+    target = section.strip("\n")
+    if rec.reason:
+        target += f"\n\n{REASON_TAG}\n{rec.reason}"
+    return [{"role": "user", "content": user}, {"role": "assistant", "content": target}]
+
+
+def pg_example(tok, rec: Record, section: str, j: int, k: int, max_source: int, max_target: int) -> Example | None:
+    """Prompt generation: context = instruction + input + both outputs; target = section j of k (+ reason).
+
+    If the instruction is over `max_source` tokens, the two outputs are shortened to fit; if even the
+    instruction with empty outputs is too long, the record gives no PG example (None).
+    """
+    msgs = pg_messages(rec, section, j, k)
+    r = assistant_spans(tok, msgs, first=1)
+    if r.source_len > max_source:
+        bare = assistant_spans(tok, pg_messages(rec, section, j, k, "", ""), first=1).source_len
+        room = max_source - bare
+        if room < 16:
+            return None
+        s_ids = tok(rec.student_output, add_special_tokens=False)["input_ids"]
+        t_ids = tok(rec.teacher_output, add_special_tokens=False)["input_ids"]
+        s_n = min(len(s_ids), max(room // 2, room - len(t_ids)))
+        t_n = room - s_n
+        for _ in range(4):  # re-tokenizing cut text can shift a few tokens; shrink until it fits
+            msgs = pg_messages(rec, section, j, k, tok.decode(s_ids[:s_n]), tok.decode(t_ids[:t_n]))
+            r = assistant_spans(tok, msgs, first=1)
+            if r.source_len <= max_source:
+                break
+            over = r.source_len - max_source
+            s_n, t_n = max(s_n - over, 0), max(t_n - over, 0)
+        else:
+            return None
+    a, b = r.spans[0]
+    return _example("pg", rec, r.ids, [(a, b)], min(b, a + max_target))

@@ -1,0 +1,72 @@
+"""The loss terms, as small pure functions of tensors.
+
+Conventions: `labels[b, t]` is the token at position t if it is supervised, else IGNORE (-100); the logits
+that predict it sit at position t - 1. To save the vocabulary projection where nothing is supervised, the
+model is asked for logits only at `predict_positions(labels)`, the union over the batch.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+IGNORE = -100
+
+
+def predict_positions(labels: torch.Tensor) -> torch.Tensor:
+    """Sorted positions p (shared by every row) whose logits predict a supervised token at p + 1."""
+    sup = (labels[:, 1:] != IGNORE).any(dim=0)
+    return torch.nonzero(sup, as_tuple=False).flatten()
+
+
+def targets_at(labels: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+    """The tokens predicted from `positions` ([B, K]); IGNORE where that row supervises nothing."""
+    return labels[:, positions + 1]
+
+
+def token_nll(logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """Summed negative log-likelihood of the supervised targets, and how many there are.
+
+    logits: [..., V]; targets: [...] with IGNORE where not supervised.
+    """
+    flat_t = targets.reshape(-1)
+    keep = flat_t != IGNORE
+    n = int(keep.sum())
+    if n == 0:
+        return logits.sum() * 0.0, 0
+    lp = logits.reshape(-1, logits.shape[-1])[keep].float()
+    return F.cross_entropy(lp, flat_t[keep], reduction="sum"), n
+
+
+def token_mean(total: torch.Tensor, count: int) -> torch.Tensor:
+    """A per-kind token mean; 0 (still attached to the graph) when there are no tokens."""
+    return total / count if count else total * 0.0
+
+
+def token_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:
+    """Summed KL(teacher || student) over N aligned positions ([N, V] each), the full vocabulary at each."""
+    t_logp = F.log_softmax(teacher_logits.float(), dim=-1)
+    s_logp = F.log_softmax(student_logits.float(), dim=-1)
+    return (t_logp.exp() * (t_logp - s_logp)).sum()
+
+
+def supervised_rows(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """The [N, V] logits of supervised targets, in row-major (row, position) order."""
+    keep = targets.reshape(-1) != IGNORE
+    return logits.reshape(-1, logits.shape[-1])[keep]
+
+
+def joint_loss(pg: torch.Tensor | None, sft: torch.Tensor | None, lam: float) -> torch.Tensor:
+    """(1 - lam) * PG + lam * SFT; a term may be None only when its weight is 0."""
+    if lam < 1.0 and pg is None or lam > 0.0 and sft is None:
+        raise ValueError("the joint loss needs every term whose weight is not zero")
+    if lam == 1.0:
+        return sft
+    if lam == 0.0:
+        return pg
+    return (1.0 - lam) * pg + lam * sft
+
+
+def sft_kl_loss(sft: torch.Tensor, kl: torch.Tensor, kl_weight: float) -> torch.Tensor:
+    """SFT + kl_weight * KL."""
+    return sft + kl_weight * kl

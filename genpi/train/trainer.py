@@ -1,0 +1,133 @@
+"""The Hugging Face Trainer, with our loss: a subclass that overrides only `compute_loss` and `log`.
+
+Everything else (optimizer, cosine schedule, clipping, gradient accumulation, checkpoints, resume,
+accelerate / FSDP / DeepSpeed) is the stock Trainer's.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+
+import torch
+from transformers import Trainer
+from transformers.trainer_callback import ProgressCallback
+
+from . import losses
+
+
+class NonFiniteLoss(RuntimeError):
+    """Raised from compute_loss when a term is NaN or infinite (before any optimizer step uses it)."""
+
+    def __init__(self, step: int, terms: dict[str, float]):
+        self.step, self.terms = step, terms
+        bad = ", ".join(f"{k}={v}" for k, v in terms.items() if not math.isfinite(v))
+        super().__init__(f"non-finite loss at step {step} ({bad})")
+
+
+class GenpiTrainer(Trainer):
+    """method: genpi | sft | sft-kl | prompt-mix; lam: SFT weight of the joint loss; kl_weight: sft-kl's KL weight."""
+
+    def __init__(self, *args, method: str, lam: float, kl_weight: float, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.method, self.lam, self.kl_weight = method, lam, kl_weight
+        self.loss_is_scaled_for_ga = False  # our terms are per-micro-batch token means
+        self._sums: dict[str, float] = {}
+        self._counts: dict[str, int] = {}
+        self.tokens = {"trained": 0, "teacher": 0}
+
+    # -- loss ------------------------------------------------------------------------------
+    def _term(self, model, inputs, kind: str):
+        """(mean NLL, logits at supervised targets [N, V], supervised target ids [N]) for one kind's batch."""
+        labels = inputs[f"{kind}_labels"]
+        pos = losses.predict_positions(labels)
+        out = model(input_ids=inputs[f"{kind}_input_ids"], attention_mask=inputs[f"{kind}_attention_mask"],
+                    logits_to_keep=pos, use_cache=False)
+        targets = losses.targets_at(labels, pos)
+        total, n = losses.token_nll(out.logits, targets)
+        self.tokens["trained"] += int(inputs[f"{kind}_attention_mask"].sum())
+        return losses.token_mean(total, n), out.logits, targets
+
+    def _teacher_rows(self, model, inputs) -> tuple[torch.Tensor, torch.Tensor]:
+        """The prompted base model (adapter off, no grad) at the teacher twins' supervised targets."""
+        peft_model = self.accelerator.unwrap_model(model)
+        labels = inputs["teacher_labels"]
+        pos = losses.predict_positions(labels)
+        was_training = peft_model.training
+        peft_model.eval()
+        try:
+            with torch.no_grad(), peft_model.disable_adapter():
+                out = peft_model(input_ids=inputs["teacher_input_ids"], attention_mask=inputs["teacher_attention_mask"],
+                                 logits_to_keep=pos, use_cache=False)
+        finally:
+            peft_model.train(was_training)
+        targets = losses.targets_at(labels, pos)
+        self.tokens["teacher"] += int(inputs["teacher_attention_mask"].sum())
+        return losses.supervised_rows(out.logits, targets), targets[targets != losses.IGNORE]
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        terms: dict[str, torch.Tensor] = {}
+        if "sft_input_ids" in inputs:
+            terms["sft"], s_logits, s_targets = self._term(model, inputs, "sft")
+            if self.method == "sft-kl":
+                t_rows, t_ids = self._teacher_rows(model, inputs)
+                s_rows = losses.supervised_rows(s_logits, s_targets)
+                if not torch.equal(s_targets[s_targets != losses.IGNORE], t_ids):
+                    raise RuntimeError("teacher and student targets are misaligned in an sft-kl batch")
+                terms["kl"] = losses.token_mean(losses.token_kl(s_rows, t_rows), len(t_ids))
+        if "pg_input_ids" in inputs:
+            terms["pg"] = self._term(model, inputs, "pg")[0]
+        if self.method == "genpi":
+            loss = losses.joint_loss(terms.get("pg"), terms.get("sft"), self.lam)
+        elif self.method == "sft-kl":
+            loss = losses.sft_kl_loss(terms["sft"], terms["kl"], self.kl_weight)
+        else:
+            loss = terms["sft"]
+        values = {k: float(v.detach()) for k, v in terms.items()}
+        if not all(math.isfinite(v) for v in values.values()) or not torch.isfinite(loss.detach()):
+            raise NonFiniteLoss(self.state.global_step, {**values, "loss": float(loss.detach())})
+        for k, v in values.items():
+            self._sums[k] = self._sums.get(k, 0.0) + v
+            self._counts[k] = self._counts.get(k, 0) + 1
+        return (loss, None) if return_outputs else loss
+
+    # -- logging ---------------------------------------------------------------------------
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        """Add each loss term (mean since the last log line) and the token counts to the log."""
+        if "loss" in logs:
+            for k, total in self._sums.items():
+                logs[f"loss_{k}"] = round(total / max(self._counts[k], 1), 4)
+            self._sums, self._counts = {}, {}
+            logs["tokens"] = self.tokens["trained"]
+            if self.tokens["teacher"]:
+                logs["teacher_tokens"] = self.tokens["teacher"]
+        super().log(logs, start_time)
+
+
+class LogLineCallback(ProgressCallback):
+    """Trainer's tqdm bar (steps, ETA), with one readable line per logging step on stderr instead of a dict."""
+
+    def __init__(self):
+        super().__init__()
+        self._t0 = None
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self._t0 = time.time()
+        return super().on_train_begin(args, state, control, **kwargs)
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if not state.is_world_process_zero or not logs or "loss" not in logs:
+            return
+        parts = [f"step {state.global_step}/{state.max_steps}", f"loss {logs['loss']:.4f}"]
+        parts += [f"{k[5:]} {v:.4f}" for k, v in logs.items() if k.startswith("loss_")]
+        if "learning_rate" in logs:
+            parts.append(f"lr {logs['learning_rate']:.2e}")
+        if "tokens" in logs and self._t0:  # tokens counted since this process started training
+            parts.append(f"{logs['tokens'] / max(time.time() - self._t0, 1e-9):.0f} tok/s")
+        line = " | ".join(parts)
+        if self.training_bar is not None:
+            self.training_bar.write(line, file=sys.stderr)
+        else:
+            print(line, file=sys.stderr)
+
