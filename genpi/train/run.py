@@ -175,8 +175,11 @@ def train_adapter(scenario: Scenario, model_ref: ModelRef, data_dir: str | Path,
         summary["merged"] = str(_write_merged(model_ref, out, tok))
     from .plot import plot_loss_curve
 
-    png = plot_loss_curve(summary.pop("log_history"), out / "loss.png",
-                          f"{scenario.name}: {cfg.method} ({model_ref.name})")
+    history = summary.pop("log_history")
+    summary["loss_history"] = [{"step": r["step"], **{k[5:] if k.startswith("loss_") else k: r[k] for k in r
+                                                      if k == "loss" or k.startswith("loss_")}}
+                               for r in history if "loss" in r and "step" in r]
+    png = plot_loss_curve(history, out / "loss.png", f"{scenario.name}: {cfg.method} ({model_ref.name})")
     summary["loss_curve"] = png.name if png else None
     _atomic_json(meta_path, summary)
     shutil.rmtree(ckpt, ignore_errors=True)
@@ -216,7 +219,7 @@ def _fit(cfg: TrainConfig, ref: ModelRef, tok, built: Built, out: Path, ckpt: Pa
         logging_steps=logging_steps, save_strategy="steps", save_steps=save_steps, save_total_limit=2,
         report_to="none", dataloader_num_workers=0, remove_unused_columns=False,
         train_sampling_strategy="sequential", seed=cfg.seed, logging_nan_inf_filter=False,
-        bf16=cuda and torch.cuda.is_bf16_supported(), disable_tqdm=not progress,
+        bf16=cuda and torch.cuda.is_bf16_supported(), dataloader_pin_memory=cuda, disable_tqdm=not progress,
     )
     trainer = GenpiTrainer(model=peft_model, args=args,
                            train_dataset=StepDataset(plan, built.sft, built.pg, built.teacher),

@@ -1,0 +1,173 @@
+"""Examples and masks: the supervised tokens of SFT and PG examples are exactly the intended spans."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import pytest
+
+from genpi.errors import GenpiError
+from genpi.scenario import Scenario, student_messages
+from genpi.train.examples import (IGNORE, REASON_TAG, pg_example, pg_messages, prompt_sections, section_budget,
+                                  sft_example)
+from genpi.train.masking import assistant_spans, end_of_turn_id
+from genpi.train.records import Record, load_records
+
+PROMPT = [
+    {"role": "system", "content": "You are a shell agent. Reply with a Think: line, then Act: bash and one fenced "
+                                  "bash block, or Act: answer(X) when done.\n\nNever write Python."},
+    {"role": "user", "content": "How many files are in /etc?"},
+    {"role": "assistant", "content": "Think: count them.\n\nAct: bash\n\n```bash\nls /etc | wc -l\n```"},
+]
+
+
+def scenario(**kw) -> Scenario:
+    return Scenario(name="t", prompt=PROMPT, student_template="New problem:\n{input}", **kw)
+
+
+def record(i=0, turns=3, reason="It asks for Think/Act lines.") -> Record:
+    conv = []
+    for t in range(turns):
+        conv.append({"role": "assistant" if t % 2 == 0 else "user",
+                     "content": f"Think: step {t} of {i}.\n\nAct: bash" if t % 2 == 0 else f"output {t} here"})
+    return Record(id=f"r{i}", input=f"Count the users in problem {i}.", teacher_output=conv[0]["content"],
+                  student_output="Here is some Python.", reason=reason, conversation=tuple(conv))
+
+
+def spans_of(labels) -> list[list[int]]:
+    out, cur = [], []
+    for x in labels:
+        if x != IGNORE:
+            cur.append(x)
+        elif cur:
+            out.append(cur)
+            cur = []
+    return out + ([cur] if cur else [])
+
+
+def test_end_of_turn_comes_from_the_template(tiny_tok):
+    eot = end_of_turn_id(tiny_tok)
+    assert tiny_tok.convert_ids_to_tokens(eot) == "<|im_end|>"
+    assert eot == tiny_tok.pad_token_id  # SmolLM2: pad == eos == end of turn, so masks cannot use ids != pad
+
+
+def test_sft_supervises_exactly_the_agent_turns(tiny_tok):
+    sc, rec = scenario(), record(turns=3)
+    ex = sft_example(tiny_tok, sc, rec, 512, 512).example
+    decoded = [tiny_tok.decode(s) for s in spans_of(ex.labels)]
+    agent = [t["content"] for t in rec.conversation if t["role"] == "assistant"]
+    assert decoded == [a + "<|im_end|>" for a in agent]
+    full = tiny_tok.decode(ex.input_ids)
+    assert "New problem:\nCount the users" in full and "output 1 here" in full  # context, not supervised
+    assert "shell agent" not in full  # no prompt in the SFT input
+    assert ex.input_ids[-1] == end_of_turn_id(tiny_tok)  # ends on the last agent turn's end token
+
+
+def test_prompt_mix_half_keeps_the_prompt_and_same_targets(tiny_tok):
+    sc, rec = scenario(), record(turns=3)
+    plain = sft_example(tiny_tok, sc, rec, 512, 512).example
+    mixed = sft_example(tiny_tok, sc, rec, 512, 512, with_prompt=True).example
+    assert "shell agent" in tiny_tok.decode(mixed.input_ids)
+    assert spans_of(mixed.labels) == spans_of(plain.labels)
+    # the prompt's own demonstration turn is context, never a target
+    assert len(spans_of(mixed.labels)) == 2
+
+
+def test_teacher_twin_has_prompt_and_identical_targets(tiny_tok):
+    b = sft_example(tiny_tok, scenario(), record(turns=3), 512, 512, want_teacher=True)
+    assert "shell agent" in tiny_tok.decode(b.teacher.input_ids)
+    assert [x for x in b.teacher.labels if x != IGNORE] == [x for x in b.example.labels if x != IGNORE]
+
+
+def test_sft_keeps_whole_turns_within_max_target(tiny_tok):
+    sc, rec = scenario(), record(turns=3)
+    r = assistant_spans(tiny_tok, student_messages(sc, rec.input, list(rec.conversation)), first=1)
+    first_turn_to_end = r.spans[0][1] - r.source_len
+    b = sft_example(tiny_tok, sc, rec, 512, first_turn_to_end + 3)  # room for turn 1 only
+    assert b.truncated and len(spans_of(b.example.labels)) == 1
+    assert b.example.input_ids[-1] == end_of_turn_id(tiny_tok)
+    cut = sft_example(tiny_tok, sc, rec, 512, 4)  # first turn longer than the target budget: cut
+    assert cut.example.n_supervised == 4 and cut.truncated
+    assert sft_example(tiny_tok, sc, rec, 5, 512).skipped == "source too long"
+
+
+def test_pg_target_is_prompt_then_reason(tiny_tok):
+    sc, rec = scenario(), record()
+    ex = pg_example(tiny_tok, rec, sc.prompt_text, 1, 1, 512, 512)
+    (target,) = spans_of(ex.labels)
+    want = f"{sc.prompt_text}\n\n{REASON_TAG}\n{rec.reason}<|im_end|>"
+    assert tiny_tok.decode(target) == want
+    context = tiny_tok.decode([t for t, lab in zip(ex.input_ids, ex.labels) if lab == IGNORE])
+    for part in (rec.input, rec.student_output, rec.teacher_output):
+        assert part in context
+    assert "shell agent" not in context  # the prompt is only ever the target
+
+
+def test_pg_shortens_outputs_to_fit_the_source_budget(tiny_tok):
+    rec = record()
+    rec = Record(**{**rec.__dict__, "student_output": "word " * 300, "teacher_output": "other " * 300})
+    ex = pg_example(tiny_tok, rec, "PROMPT", 1, 1, 200, 512)
+    first = next(i for i, x in enumerate(ex.labels) if x != IGNORE)
+    assert first <= 200
+    assert tiny_tok.decode([x for x in ex.labels if x != IGNORE]).startswith("PROMPT")
+    assert pg_example(tiny_tok, rec, "PROMPT", 1, 1, 30, 512) is None  # not even the instruction fits
+
+
+def test_long_prompt_is_split_into_sections_that_cover_it(tiny_tok):
+    text = "\n\n".join(f"Rule {i}: " + "always check the file system before answering. " * 6 for i in range(12))
+    budget = 120
+    parts = prompt_sections(tiny_tok, text, budget)
+    assert "".join(parts) == text and len(parts) >= 5
+    sizes = [len(tiny_tok(p, add_special_tokens=False)["input_ids"]) for p in parts]
+    assert max(sizes) <= budget + 4
+    assert max(sizes) - min(sizes) < budget  # balanced, not one big and one tiny
+    msgs = pg_messages(record(), parts[1], 2, len(parts))
+    assert f"part 2 of {len(parts)}" in msgs[0]["content"]
+    # one paragraph longer than the budget is cut at line, then token, boundaries
+    one = "x" + " y" * 400
+    chunks = prompt_sections(tiny_tok, one, 100)
+    assert "".join(chunks) == one and len(chunks) >= 4
+
+
+def test_section_budget_leaves_room_for_the_reason(tiny_tok):
+    recs = [record(i, reason="short reason " * 10) for i in range(3)]
+    b = section_budget(tiny_tok, recs, 512)
+    assert 512 // 2 <= b < 512 - 20
+
+
+def test_template_that_is_not_prefix_stable_is_refused(tiny_tok):
+    tok = copy.deepcopy(tiny_tok)
+    tok.chat_template = ("{{ messages|length }}{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}"
+                         "<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+    with pytest.raises(GenpiError, match="prefix-stable"):
+        sft_example(tok, scenario(), record(turns=3), 512, 512)
+
+
+def test_template_without_end_token_is_refused(tiny_tok):
+    tok = copy.deepcopy(tiny_tok)
+    tok.chat_template = ("{% for m in messages %}{{ m.role }}: {{ m.content }}\n{% endfor %}"
+                         "{% if add_generation_prompt %}assistant: {% endif %}")
+    with pytest.raises(GenpiError, match="without a special token"):
+        end_of_turn_id(tok)
+
+
+def test_records_are_validated(tmp_path):
+    good = {"id": "a", "input": "x", "teacher_output": "y", "student_output": "z", "reason": "r",
+            "conversation": [{"role": "assistant", "content": "y"}, {"role": "user", "content": "env"}]}
+    (tmp_path / "records.jsonl").write_text(json.dumps(good) + "\n" + '{"id": "b", "inp')  # torn last line
+    (rec,) = load_records(tmp_path)
+    assert rec.conversation == ({"role": "assistant", "content": "y"},)  # trailing environment turn dropped
+    bad = dict(good, conversation=[{"role": "user", "content": "env first"}])
+    (tmp_path / "records.jsonl").write_text(json.dumps(bad) + "\n")
+    with pytest.raises(GenpiError, match="turn 0"):
+        load_records(tmp_path)
+    (tmp_path / "records.jsonl").write_text("not json\n" + json.dumps(good) + "\n")
+    with pytest.raises(GenpiError, match=":1 is not valid JSON"):
+        load_records(tmp_path)
+    (tmp_path / "records.jsonl").write_text(json.dumps(good) + "\n" + json.dumps(good) + "\n")
+    with pytest.raises(GenpiError, match="repeated"):
+        load_records(tmp_path)
+    (tmp_path / "records.jsonl").write_text(json.dumps({"id": "a", "input": "x"}) + "\n")
+    with pytest.raises(GenpiError, match="teacher_output"):
+        load_records(tmp_path)

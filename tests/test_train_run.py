@@ -1,0 +1,257 @@
+"""Training on the tiny model: every method trains, adapters are standard PEFT, runs resume and stop safely."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from genpi.errors import GenpiError
+from genpi.scenario import load_scenario
+from genpi.train import losses, train_adapter
+from genpi.train.trainer import GenpiTrainer
+
+SCENARIO = """\
+name: tiny-shell
+prompt:
+  - role: system
+    content: |-
+      You are a shell agent. Reply with a Think: line, then Act: bash and one fenced bash block,
+      or Act: answer(X) when you know the answer.
+
+      Never write Python, and keep every reply short.
+  - role: user
+    content: How many files are in /etc?
+  - role: assistant
+    content: "Think: count them.\\n\\nAct: bash"
+student_template: "New problem: {input}"
+"""
+
+FAST = dict(max_source_tokens=256, max_target_tokens=48, batch_size=2, save_steps=1)
+
+
+def write_data(folder: Path, n: int = 4) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / "records.jsonl", "w") as f:
+        for i in range(n):
+            t = f"Think: list it.\n\nAct: bash\n\n```bash\nls /srv/{i}\n```"
+            conv = [{"role": "assistant", "content": t}, {"role": "user", "content": f"a b c {i}"},
+                    {"role": "assistant", "content": f"Think: done.\n\nAct: answer({i})"}]
+            f.write(json.dumps({"id": f"r{i}", "input": f"What is in /srv/{i}?", "teacher_output": t,
+                                "student_output": "Use Python.", "reason": "The rules demand bash.",
+                                "conversation": conv}) + "\n")
+    return folder
+
+
+@pytest.fixture(autouse=True)
+def one_thread(monkeypatch):
+    """The tiny model's matrices are too small for threads; on a busy 2-core machine two threads cost 100x."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # for the CLI subprocesses
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    root = tmp_path_factory.mktemp("train")
+    (root / "s.yaml").write_text(SCENARIO)
+    return load_scenario(root / "s.yaml"), write_data(root / "data"), root
+
+
+def lora_b(adapter: Path) -> dict[str, torch.Tensor]:
+    return {k: v for k, v in load_file(adapter / "adapter_model.safetensors").items() if "lora_B" in k}
+
+
+@pytest.mark.parametrize("method", ["genpi", "sft", "sft-kl", "prompt-mix"])
+def test_each_method_trains_a_standard_adapter(setup, tiny_ref, method):
+    sc, data, root = setup
+    out = root / f"a-{method}"
+    s = train_adapter(sc, tiny_ref, data, out, method=method, preset="smoke", epochs=2, progress=False,
+                      learning_rate=1e-2, **FAST)
+    for f in ("adapter_config.json", "adapter_model.safetensors", "genpi.json", "loss.png"):
+        assert (out / f).is_file(), f
+    cfg = json.loads((out / "adapter_config.json").read_text())
+    assert not cfg.get("modules_to_save") and not cfg.get("use_dora") and cfg["r"] in (8, 16, 32, 64, 128, 256)
+    assert Path(cfg["base_model_name_or_path"]) == Path(tiny_ref.path)
+    b = lora_b(out)
+    assert b and all(v.abs().sum() > 0 for v in b.values())  # LoRA B starts at zero: training moved every one
+    meta = json.loads((out / "genpi.json").read_text())
+    assert meta["method"] == method and meta["scenario"]["prompt_sha256"] == sc.prompt_sha256
+    assert meta["base_model"]["fingerprint"] == tiny_ref.fingerprint()
+    assert meta["data"]["records"] == 4 and len(meta["data"]["sha256"]) == 64
+    terms = set(meta["final_loss"])
+    want = {"genpi": {"loss", "sft", "pg"}, "sft": {"loss", "sft"}, "sft-kl": {"loss", "sft", "kl"},
+            "prompt-mix": {"loss", "sft"}}[method]
+    assert terms == want
+    assert meta["train"]["tokens_per_s"] > 0 and meta["versions"]["peft"]
+    if method == "genpi":
+        assert meta["data"]["pg_sections"] >= 2  # the prompt is longer than a 48-token target
+    if method == "sft-kl":
+        assert meta["train"]["teacher_tokens"] > 0 and meta["final_loss"]["kl"] > 0
+    if method == "prompt-mix":
+        assert meta["data"]["sft_prompt_in_input"] == 2
+    assert not (out / "checkpoints").exists()
+    assert s["signature"] == meta["signature"]
+
+
+def test_loss_decreases_on_a_repeated_small_batch(setup, tiny_ref):
+    sc, _, root = setup
+    data = write_data(root / "data2", n=2)
+    s = train_adapter(sc, tiny_ref, data, root / "overfit", method="genpi", preset="smoke", epochs=12,
+                      progress=False, learning_rate=1e-1, logging_steps=1,
+                      **{**FAST, "save_steps": 100, "max_target_tokens": 200})  # one PG section: same batch each step
+    meta = json.loads((root / "overfit" / "genpi.json").read_text())
+    assert meta["train"]["optimizer_steps"] == 12 and meta["data"]["pg_sections"] == 1
+    import matplotlib.image
+
+    assert matplotlib.image.imread(root / "overfit" / "loss.png").shape[0] > 100
+    hist = meta["loss_history"]
+    assert [h["step"] for h in hist] == list(range(1, 13))
+    for term in ("loss", "sft", "pg"):
+        first, last = hist[0][term], hist[-1][term]
+        # the tiny model's logits are bounded (random tied embeddings, frozen norms): ln(V) = 10.8 falls
+        # by a few tenths at most; an adapter that did not learn would stay within noise (~0.01)
+        assert last < first - 0.1, (term, first, last)
+    assert s["final_loss"]["loss"] == hist[-1]["loss"]
+
+def test_rerun_is_a_no_op_and_other_settings_are_refused(setup, tiny_ref):
+    sc, data, root = setup
+    out = root / "a-genpi"  # trained above with these settings
+    if not (out / "genpi.json").exists():
+        train_adapter(sc, tiny_ref, data, out, method="genpi", preset="smoke", epochs=2, progress=False,
+                      learning_rate=1e-2, **FAST)
+    before = (out / "adapter_model.safetensors").stat().st_mtime_ns
+    train_adapter(sc, tiny_ref, data, out, method="genpi", preset="smoke", epochs=2, progress=False,
+                  learning_rate=1e-2, **FAST)
+    assert (out / "adapter_model.safetensors").stat().st_mtime_ns == before
+    with pytest.raises(GenpiError, match="learning_rate"):
+        train_adapter(sc, tiny_ref, data, out, method="genpi", preset="smoke", epochs=2, progress=False,
+                      learning_rate=2e-2, **FAST)
+
+
+def test_interrupted_run_resumes_to_the_same_adapter(setup, tiny_ref, monkeypatch):
+    sc, data, root = setup
+    kw = dict(method="genpi", preset="smoke", epochs=2, progress=False, learning_rate=1e-2, **FAST)
+    train_adapter(sc, tiny_ref, data, root / "whole", **kw)
+    real = GenpiTrainer.compute_loss
+
+    def interrupt_at_3(self, *a, **k):
+        if self.state.global_step == 3:
+            raise KeyboardInterrupt
+        return real(self, *a, **k)
+
+    monkeypatch.setattr(GenpiTrainer, "compute_loss", interrupt_at_3)
+    with pytest.raises(KeyboardInterrupt):
+        train_adapter(sc, tiny_ref, data, root / "cut", **kw)
+    assert (root / "cut" / "checkpoints" / "checkpoint-3").is_dir()
+    assert not (root / "cut" / "genpi.json").exists()
+    monkeypatch.setattr(GenpiTrainer, "compute_loss", real)
+    s = train_adapter(sc, tiny_ref, data, root / "cut", **kw)
+    assert s["train"]["resumed_from"] == "checkpoint-3"
+    a, b = lora_b(root / "whole"), lora_b(root / "cut")
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6)
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(setup, tiny_ref, monkeypatch):
+    sc, data, root = setup
+    real = losses.token_nll
+    calls = {"n": 0}
+
+    def nan_later(logits, targets):
+        calls["n"] += 1
+        total, n = real(logits, targets)
+        return (total * float("nan"), n) if calls["n"] > 4 else (total, n)  # 2 terms a step: NaN in step 3
+
+    monkeypatch.setattr(losses, "token_nll", nan_later)
+    out = root / "nan"
+    with pytest.raises(GenpiError, match=r"non-finite loss at step 2.*checkpoint-2.*--lr"):
+        train_adapter(sc, tiny_ref, data, out, method="genpi", preset="smoke", epochs=2, progress=False, **FAST)
+    kept = out / "checkpoints" / "checkpoint-2"
+    assert kept.is_dir()
+    assert all(torch.isfinite(v).all() for v in load_file(kept / "adapter_model.safetensors").values())
+    assert not (out / "adapter_model.safetensors").exists()
+
+
+ROUND_TRIP = """
+import sys, torch
+from transformers import AutoModelForCausalLM
+from peft import PeftModel
+base = AutoModelForCausalLM.from_pretrained(sys.argv[1], dtype=torch.float32)
+model = PeftModel.from_pretrained(base, sys.argv[2]).eval()
+ids = torch.tensor([[1, 4093, 198, 2696, 28, 339, 523, 2, 198, 1, 520, 9531, 198]])
+with torch.no_grad():
+    torch.save(model(input_ids=ids).logits, sys.argv[3])
+"""
+
+
+def test_adapter_round_trip_in_a_fresh_process_with_plain_peft(setup, tiny_ref, tmp_path):
+    from genpi.models import load_adapter, load_model
+
+    sc, data, root = setup
+    out = root / "a-sft"
+    if not (out / "genpi.json").exists():
+        train_adapter(sc, tiny_ref, data, out, method="sft", preset="smoke", epochs=2, progress=False,
+                      learning_rate=1e-2, **FAST)
+    script = tmp_path / "plain_peft.py"
+    script.write_text(ROUND_TRIP)
+    subprocess.run([sys.executable, str(script), tiny_ref.path, str(out), str(tmp_path / "l.pt")], check=True,
+                   timeout=120)
+    theirs = torch.load(tmp_path / "l.pt")
+    ids = torch.tensor([[1, 4093, 198, 2696, 28, 339, 523, 2, 198, 1, 520, 9531, 198]])
+    with torch.no_grad():
+        ours = load_adapter(load_model(tiny_ref), out)(input_ids=ids).logits
+        plain = load_model(tiny_ref)(input_ids=ids).logits
+    assert torch.equal(ours, theirs)
+    assert not torch.allclose(ours, plain)  # the adapter does change the model
+
+
+def test_merge_writes_a_plain_model_with_the_adapters_logits(setup, tiny_ref):
+    from transformers import AutoModelForCausalLM
+
+    from genpi.models import load_adapter, load_model
+
+    sc, data, root = setup
+    out = root / "a-sft"
+    if not (out / "genpi.json").exists():
+        train_adapter(sc, tiny_ref, data, out, method="sft", preset="smoke", epochs=2, progress=False,
+                      learning_rate=1e-2, **FAST)
+    s = train_adapter(sc, tiny_ref, data, out, method="sft", preset="smoke", epochs=2, progress=False,
+                      learning_rate=1e-2, merge=True, **FAST)  # already trained: only merges
+    merged = Path(s["merged"])
+    assert (merged / "config.json").is_file() and (merged / "tokenizer.json").is_file()
+    assert not (merged / "adapter_config.json").exists()
+    ids = torch.tensor([[1, 4093, 198, 2696, 28, 339, 523, 2, 198]])
+    with torch.no_grad():
+        m = AutoModelForCausalLM.from_pretrained(merged, dtype=torch.float32).eval()(input_ids=ids).logits
+        a = load_adapter(load_model(tiny_ref), out)(input_ids=ids).logits
+    torch.testing.assert_close(m, a, rtol=1e-4, atol=1e-4)
+
+
+def test_cli_trains_and_rejects_bad_input(setup, cli, tmp_path):
+    sc, data, root = setup
+    scen = root / "s.yaml"
+    res = cli("train", str(scen), "--data", str(data), "--out", str(tmp_path / "cli"), "--model", "tiny",
+              "--preset", "smoke", "--epochs", "1", "--max-target-tokens", "48", "--max-source-tokens", "256",
+              "--method", "sft", "--quiet")
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout.strip().splitlines()[-1])["method"] == "sft"
+    assert (tmp_path / "cli" / "adapter_model.safetensors").is_file()
+    res = cli("train", str(scen), "--data", str(data), "--out", str(tmp_path / "x"), "--model", "tiny",
+              "--lambda", "1.5")
+    assert res.returncode == 2 and "--lambda 1.5" in res.stderr and "Traceback" not in res.stderr
+    res = cli("train", str(scen), "--data", str(data), "--out", str(tmp_path / "x"), "--model", "tiny",
+              "--lora-r", "12")
+    assert res.returncode == 2 and "vLLM" in res.stderr
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "records.jsonl").write_text('{"id": 1}\n')
+    res = cli("train", str(scen), "--data", str(tmp_path / "bad"), "--out", str(tmp_path / "x"), "--model", "tiny")
+    assert res.returncode == 2 and "records.jsonl:1" in res.stderr
