@@ -1,8 +1,12 @@
-"""The interface every generation backend implements."""
+"""The interface every generation backend implements, and the reply cleaning they share."""
 
 from __future__ import annotations
 
+import re
 from typing import Protocol
+
+# special-token-looking tags of any model family: <|im_end|>, <|eot_id|>, </s>, <end_of_turn>, [INST] ...
+_SPECIAL = re.compile(r"<\|[^|>\s]{1,40}\|>|</?s>|<(?:end_of_turn|start_of_turn|eos|bos|pad)>|\[/?INST\]", re.I)
 
 
 class Backend(Protocol):
@@ -12,3 +16,11 @@ class Backend(Protocol):
              top_p: float = 1.0, seed: int | None = None) -> list[str]:
         """One reply per conversation; each conversation ends with a user turn."""
         ...
+
+
+def clean_reply(text: str | None) -> str:
+    """Cut a reply at the first special-token tag that leaked into it, and trim it."""
+    if not text:
+        return ""
+    m = _SPECIAL.search(text)
+    return (text[:m.start()] if m else text).strip()

@@ -1,18 +1,42 @@
-"""Local generation with transformers: batched, left-padded, greedy or sampled."""
+"""Local generation with transformers: batched, left-padded, greedy or sampled, with a shared-prefix KV cache.
+
+Every teacher call starts with the same long prompt, and every role-play turn re-sends it. With
+`prefix_cache=True` the backend finds the longest token prefix that all conversations of a batch
+share, runs the model over it once (or reuses a cache it kept from an earlier call), repeats that
+cache for each row and lays each row out as [prefix][padding][suffix] with attention-mask zeros on
+the padding. Position ids come from the mask, so every row sees exactly the positions it would see
+unpadded, and greedy outputs match the plain batched path (see tests/test_generate_local.py and
+benchmarks/bench_teacher_cache.py).
+"""
 
 from __future__ import annotations
+
+import copy
+from collections import OrderedDict
 
 import torch
 
 
 class LocalBackend:
-    """Generate with a loaded model + tokenizer (the base model, an adapter-wrapped model, or a generator)."""
+    """Generate with a loaded model + tokenizer (the base model, an adapter-wrapped model, or a generator).
 
-    def __init__(self, model, tokenizer, name: str = "local", batch_size: int = 8):
+    batch_size: conversations per `generate` call.
+    prefix_cache: reuse the KV cache of the prefix that a batch's conversations share.
+    min_prefix: shortest shared prefix (tokens) worth caching.
+    keep_prefixes: how many prefix caches to keep between calls (least recently used is dropped).
+    """
+
+    def __init__(self, model, tokenizer, name: str = "local", batch_size: int = 8, *,
+                 prefix_cache: bool = True, min_prefix: int = 16, keep_prefixes: int = 8):
         self.model = model
         self.tok = tokenizer
         self.name = name
         self.batch_size = batch_size
+        self.prefix_cache = prefix_cache
+        self.min_prefix = min_prefix
+        self.keep_prefixes = keep_prefixes
+        self._prefixes: OrderedDict[tuple[int, ...], object] = OrderedDict()
+        self.stats = {"prefix_hits": 0, "prefix_builds": 0, "prefill_tokens_saved": 0}
 
     def encode(self, conv: list[dict]) -> list[int]:
         out = self.tok.apply_chat_template(conv, tokenize=True, add_generation_prompt=True)
@@ -26,16 +50,72 @@ class LocalBackend:
             replies += self._generate(batch, max_new_tokens, temperature, top_p, seed)
         return replies
 
+    # -- one batch -----------------------------------------------------------------------
     def _generate(self, batch: list[list[int]], max_new_tokens, temperature, top_p, seed) -> list[str]:
-        pad = self.tok.pad_token_id
-        width = max(len(x) for x in batch)
-        ids = torch.tensor([[pad] * (width - len(x)) + x for x in batch])
-        mask = torch.tensor([[0] * (width - len(x)) + [1] * len(x) for x in batch])
+        n = shared_prefix_len(batch) if self.prefix_cache else 0
+        if n >= self.min_prefix:
+            ids, mask, cache = self._with_prefix(batch, n)
+        else:
+            ids, mask, cache = self._left_padded(batch)
+        width = ids.shape[1]
         if seed is not None:
             torch.manual_seed(seed)
         sample = temperature > 0
         out = self.model.generate(
-            input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens, do_sample=sample,
-            temperature=temperature if sample else None, top_p=top_p if sample else None, top_k=None,
-            pad_token_id=pad, eos_token_id=self.tok.eos_token_id)
+            input_ids=ids, attention_mask=mask, past_key_values=cache, max_new_tokens=max_new_tokens,
+            do_sample=sample, temperature=temperature if sample else None, top_p=top_p if sample else None,
+            top_k=None, pad_token_id=self.tok.pad_token_id, eos_token_id=self.tok.eos_token_id)
         return [self.tok.decode(row[width:], skip_special_tokens=True).strip() for row in out]
+
+    def _left_padded(self, batch):
+        pad = self.tok.pad_token_id
+        width = max(len(x) for x in batch)
+        ids = torch.tensor([[pad] * (width - len(x)) + x for x in batch])
+        mask = torch.tensor([[0] * (width - len(x)) + [1] * len(x) for x in batch])
+        return ids, mask, None
+
+    def _with_prefix(self, batch, n):
+        """Rows laid out as [prefix][padding][suffix]; the prefix's KV cache computed once, repeated per row."""
+        prefix, cache_n = self._prefix_cache(batch, n)
+        pad = self.tok.pad_token_id
+        tails = [x[cache_n:] for x in batch]
+        width = max(len(t) for t in tails)
+        head = list(prefix)
+        ids = torch.tensor([head + [pad] * (width - len(t)) + t for t in tails])
+        mask = torch.tensor([[1] * cache_n + [0] * (width - len(t)) + [1] * len(t) for t in tails])
+        cache = copy.deepcopy(self._prefixes[prefix])
+        cache.batch_repeat_interleave(len(batch))
+        self.stats["prefill_tokens_saved"] += cache_n * (len(batch) - 1)
+        return ids, mask, cache
+
+    def _prefix_cache(self, batch, n):
+        """The longest kept prefix that every row starts with (if it covers most of `n`), else a new one."""
+        best = None
+        for key in self._prefixes:
+            k = len(key)
+            if k <= n and (best is None or k > len(best)) and tuple(batch[0][:k]) == key:
+                best = key
+        if best is not None and n - len(best) <= max(32, n // 8):
+            self._prefixes.move_to_end(best)
+            self.stats["prefix_hits"] += 1
+            self.stats["prefill_tokens_saved"] += len(best)
+            return best, len(best)
+        key = tuple(batch[0][:n])
+        out = self.model(input_ids=torch.tensor([list(key)]), use_cache=True, logits_to_keep=1)
+        self._prefixes[key] = out.past_key_values
+        self.stats["prefix_builds"] += 1
+        while len(self._prefixes) > self.keep_prefixes:
+            self._prefixes.popitem(last=False)
+        return key, n
+
+
+def shared_prefix_len(batch: list[list[int]]) -> int:
+    """Length of the longest common token prefix, leaving every row at least one token after it."""
+    if not batch:
+        return 0
+    shortest = min(len(x) for x in batch)
+    first = batch[0]
+    n = 0
+    while n < shortest - 1 and all(x[n] == first[n] for x in batch):
+        n += 1
+    return n

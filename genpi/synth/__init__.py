@@ -1,0 +1,12 @@
+"""Self role-playing data synthesis (step 1 of the method): pseudo inputs, teacher / student outputs,
+reasons and role-played conversations, written to DATA_DIR/records.jsonl + meta.json.
+
+    from genpi.synth import synthesize
+    summary = synthesize(scenario, model_ref, generator_spec, "data/", num_inputs=32, max_turns=3, preset="quick")
+"""
+
+from .config import SynthConfig
+from .filters import FilterConfig, InputFilter
+from .pipeline import format_summary, synthesize
+
+__all__ = ["synthesize", "format_summary", "SynthConfig", "FilterConfig", "InputFilter"]

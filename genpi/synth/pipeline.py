@@ -1,0 +1,316 @@
+"""`synthesize`: scenario -> DATA_DIR/records.jsonl + meta.json, resumable (step 1 of the method).
+
+Order of work: keep enough pseudo inputs (persisted in inputs.jsonl as they are kept), then take
+them `batch_size` at a time through teacher / student outputs, reasons and role-play, appending
+each finished record. A rerun reads what is there and only does what is missing.
+"""
+
+from __future__ import annotations
+
+import random
+import sys
+import time
+from pathlib import Path
+
+from tqdm import tqdm
+
+from .. import __version__
+from ..errors import GenpiError
+from ..generate.registry import build_backend, describe, local_backend
+from ..presets import Preset
+from ..scenario import Scenario, student_messages, teacher_messages
+from . import stages, store
+from .config import SynthConfig
+from .filters import InputFilter
+from .interrupts import critical, graceful_interrupts
+
+STAGES = ("inputs", "teacher", "student", "reason", "roleplay")
+
+
+def synthesize(scenario: Scenario, model_ref, generator_spec: dict | None, out_dir: str | Path,
+               num_inputs: int | None = None, max_turns: int | None = None, preset: str | Preset = "quick", *,
+               config: SynthConfig | None = None, base_backend=None, generator_backend=None,
+               progress: bool = True, **overrides) -> dict:
+    """Make (or complete) the records of `scenario` in `out_dir`; return a summary dict.
+
+    model_ref: the base model (genpi.models.ModelRef); generator_spec: what commands.common.generator_arg
+    returns (None = the base model). base_backend / generator_backend: ready backends to use instead
+    of loading the models (tests pass FakeBackends). `overrides` go to SynthConfig.
+    """
+    cfg = config or SynthConfig.from_preset(preset, scenario, num_inputs, max_turns, **overrides)
+    run = _Run(scenario, model_ref, generator_spec or {"kind": "same"}, Path(out_dir), cfg,
+               base_backend, generator_backend, progress)
+    with graceful_interrupts():
+        return run.go()
+
+
+class _Run:
+    def __init__(self, sc, ref, gen_spec, out, cfg, base, gen, progress):
+        self.sc, self.ref, self.gen_spec, self.out, self.cfg = sc, ref, gen_spec, out, cfg
+        self._base, self._gen = base, gen
+        self.progress = progress
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.paths = {k: self.out / f for k, f in
+                      (("records", "records.jsonl"), ("inputs", "inputs.jsonl"), ("meta", "meta.json"))}
+        self.seconds = dict.fromkeys(STAGES, 0.0)
+        self.counts = {"candidates": 0, "rounds": 0, "rejected_outputs": 0, "sampled_retries": 0}
+        self.shortfall: str | None = None
+
+    # -- setup ------------------------------------------------------------------------------
+    def identity(self) -> dict:
+        return {"scenario_sha256": self.sc.sha256(),
+                "base_model": {"spec": self.ref.spec, "fingerprint": self.ref.fingerprint()},
+                "generator": describe(self.gen_spec, self.ref.spec),
+                "settings": self.cfg.shaping()}
+
+    def base(self):
+        if self._base is None:
+            self._base = local_backend(self.ref, batch_size=self.cfg.batch_size)
+        return self._base
+
+    def gen(self):
+        if self._gen is None:
+            self._gen = build_backend(self.gen_spec, self.base() if self.gen_spec["kind"] == "same" else None)
+        return self._gen
+
+    # -- the run ----------------------------------------------------------------------------
+    def go(self) -> dict:
+        self.ident = self.identity()
+        old = store.read_meta(self.paths["meta"])
+        if old is None and self.paths["records"].exists() and self.paths["records"].stat().st_size:
+            raise GenpiError(f"{self.out} holds records.jsonl but no meta.json, so it cannot be resumed "
+                             "safely: pass a new --out")
+        store.check_same_run(old, self.ident, self.out)
+        self.old = old or {}
+        records = {}
+        for r in store.read_jsonl(self.paths["records"], store.valid_record):
+            records.setdefault(r["id"], r)
+        self.records = records
+        lines = store.read_jsonl(self.paths["inputs"], lambda o: isinstance(o, dict) and "id" in o)
+        self.pool = [o["input"] for o in lines if "input" in o]
+        self.rejected = {o["id"] for o in lines if "rejected" in o}
+        self.filter = InputFilter(self.sc.seed_inputs, self.sc.prompt_text, self.cfg.filter, kept=self.pool)
+        self.started = time.time()
+        self._write_meta("running")
+        try:
+            todo = self._inputs()
+            self._records(todo)
+        except KeyboardInterrupt:
+            self._write_meta("interrupted")
+            print(f"\ngenpi synth: stopped; {len(self.records)} of {self.cfg.num_inputs} records are saved in "
+                  f"{self.paths['records']}. Rerun the same command to resume.", file=sys.stderr)
+            raise
+        status = "short" if self.shortfall else "done"
+        summary = self._write_meta(status)
+        if self.shortfall:
+            raise GenpiError(self.shortfall)
+        return summary
+
+    def _todo(self) -> list[str]:
+        need = self.cfg.num_inputs - len(self.records)
+        free = [x for x in self.pool if store.input_id(x) not in self.records and store.input_id(x) not in self.rejected]
+        return free[:max(0, need)]
+
+    # -- stage 1: pseudo inputs -------------------------------------------------------------
+    def _inputs(self) -> list[str]:
+        todo = self._todo()
+        need = self.cfg.num_inputs - len(self.records)
+        if len(todo) >= need:
+            return todo
+        cfg, t0 = self.cfg, time.time()
+        rounds = cfg.rounds_allowed(need - len(todo))
+        bar = self._bar("inputs", need, initial=len(todo))
+        writer = store.JsonlWriter(self.paths["inputs"])
+        try:
+            for r in range(rounds):
+                rng = random.Random(f"{cfg.seed}/{len(self.pool)}/{self.counts['candidates']}/{r}")
+                examples = self.sc.seed_inputs + self.pool
+                calls = [stages.inputs_prompt(self.sc, examples, cfg.inputs_per_call, rng, cfg.examples_shown)
+                         for _ in range(cfg.calls_per_round)]
+                replies = self.gen().chat(calls, max_new_tokens=cfg.input_tokens, seed=rng.randrange(2**31),
+                                          **stages.INPUTS.sampling())
+                candidates = [c for reply in replies for c in stages.INPUTS.parse(reply)]
+                kept = self.filter.add(candidates)
+                with critical():
+                    for x in kept:
+                        writer.write({"id": store.input_id(x), "input": x})
+                    self.pool += kept
+                self.counts["candidates"] += len(candidates)
+                self.counts["rounds"] += 1
+                new_todo = self._todo()
+                bar.update(len(new_todo) - len(todo))
+                bar.set_postfix(candidates=self.counts["candidates"], dropped=sum(self.filter.drops.values()))
+                todo = new_todo
+                if len(todo) >= need:
+                    break
+        finally:
+            writer.close()
+            bar.close()
+            self.seconds["inputs"] += time.time() - t0
+        if len(todo) < need:
+            drops = ", ".join(f"{k} {v}" for k, v in self.filter.drop_counts().items() if v)
+            self.shortfall = (
+                f"only {len(todo) + len(self.records)} of {cfg.num_inputs} pseudo inputs survived the filters "
+                f"after {self.counts['rounds']} rounds ({self.counts['candidates']} candidates; dropped: "
+                f"{drops or 'none'}): use a stronger --generator or --api-base/--api-model, add seed_inputs "
+                f"to the scenario, or lower --num-inputs; rerun to keep trying (kept inputs are saved)")
+        return todo
+
+    # -- stages 2-4: outputs, reasons, role-play, one batch of records at a time ---------------
+    def _records(self, todo: list[str]) -> None:
+        if not todo:
+            return
+        bars = {s: self._bar(s, len(todo)) for s in STAGES[1:]}
+        writer = store.JsonlWriter(self.paths["records"])
+        try:
+            queue = list(todo)
+            while queue:
+                chunk, queue = queue[:self.cfg.batch_size], queue[self.cfg.batch_size:]
+                for rec, x in zip(self._chunk(chunk, bars), chunk):
+                    with critical():
+                        if rec is None:
+                            self.rejected.add(store.input_id(x))
+                            self.counts["rejected_outputs"] += 1
+                            store.JsonlWriter(self.paths["inputs"]).write(
+                                {"id": store.input_id(x), "rejected": "an empty reply after retries"})
+                        else:
+                            writer.write(rec)
+                            self.records[rec["id"]] = rec
+                if not queue and len(self.records) < self.cfg.num_inputs and not self.shortfall:
+                    if self.counts["rejected_outputs"] > max(8, self.cfg.num_inputs):
+                        self.shortfall = (f"the models gave empty replies for {self.counts['rejected_outputs']} "
+                                          "inputs even after sampled retries: check --model and --generator")
+                        break
+                    queue = self._inputs()  # some inputs were rejected: top the pool up
+                    for b in bars.values():
+                        b.total += len(queue)
+                        b.refresh()
+        finally:
+            writer.close()
+            for b in bars.values():
+                b.close()
+
+    def _chunk(self, xs: list[str], bars) -> list[dict | None]:
+        cfg, sc = self.cfg, self.sc
+        teacher = self._timed("teacher", bars, lambda: self._nonempty(
+            self.base(), [teacher_messages(sc, x) for x in xs]))
+        student = self._timed("student", bars, lambda: self._nonempty(
+            self.base(), [student_messages(sc, x) for x in xs]))
+        ok = [i for i in range(len(xs)) if teacher[i] and student[i]]
+        reasons = [""] * len(xs)
+        if ok:
+            got = self._timed("reason", bars, lambda: self._nonempty(
+                self.gen(), [stages.reason_prompt(sc, xs[i], student[i], teacher[i], cfg.reason_sentences)
+                             for i in ok], stage=stages.REASON, max_new_tokens=cfg.reason_tokens), n=len(ok))
+            for i, r in zip(ok, got):
+                reasons[i] = r
+        ok = [i for i in ok if reasons[i]]
+        convs = self._timed("roleplay", bars, lambda: self._roleplay([xs[i] for i in ok], [teacher[i] for i in ok]),
+                            n=len(ok))
+        out: list[dict | None] = [None] * len(xs)
+        for i, conv in zip(ok, convs):
+            out[i] = {"id": store.input_id(xs[i]), "input": xs[i], "teacher_output": teacher[i],
+                      "student_output": student[i], "reason": reasons[i], "conversation": conv}
+        return out
+
+    def _roleplay(self, xs: list[str], firsts: list[str]) -> list[list[dict]]:
+        """Agent (base model with the prompt) and environment (generator, roles swapped) take turns."""
+        sc, cfg = self.sc, self.cfg
+        parse_env = stages.environment_parser(sc.environment.end_marker)
+        convs = [[{"role": "assistant", "content": t}] for t in firsts]
+        active = list(range(len(xs)))
+        for _ in range(cfg.max_turns - 1):
+            if not active:
+                break
+            replies = self.gen().chat([stages.environment_messages(sc, xs[i], convs[i]) for i in active],
+                                      max_new_tokens=cfg.max_new_tokens, **stages.ENVIRONMENT.sampling())
+            going = [(i, text) for i, (text, ended) in zip(active, map(parse_env, replies)) if not ended]
+            if not going:
+                break
+            agent = self._nonempty(self.base(), [teacher_messages(sc, xs[i], convs[i] + [
+                {"role": "user", "content": text}]) for i, text in going])
+            active = []
+            for (i, text), a in zip(going, agent):
+                if a:  # an agent that has nothing more to say ends the episode
+                    convs[i] += [{"role": "user", "content": text}, {"role": "assistant", "content": a}]
+                    active.append(i)
+        return convs
+
+    def _nonempty(self, backend, convs, stage: stages.Stage | None = None, max_new_tokens: int | None = None):
+        """Replies (parsed); an empty one is retried sampled, up to cfg.empty_retries times, else left empty."""
+        cfg = self.cfg
+        parse = stage.parse if stage else stages.parse_output
+        sampling = stage.sampling() if stage else {"temperature": 0.0, "top_p": 1.0}
+        n = max_new_tokens or cfg.max_new_tokens
+        out = [parse(r) for r in backend.chat(convs, max_new_tokens=n, seed=cfg.seed, **sampling)]
+        for attempt in range(cfg.empty_retries):
+            empty = [i for i, r in enumerate(out) if not r]
+            if not empty:
+                break
+            self.counts["sampled_retries"] += len(empty)
+            again = backend.chat([convs[i] for i in empty], max_new_tokens=n, temperature=0.7, top_p=0.9,
+                                 seed=cfg.seed + 1 + attempt)
+            for i, r in zip(empty, again):
+                out[i] = parse(r)
+        return out
+
+    def _timed(self, stage: str, bars, fn, n: int | None = None):
+        t0 = time.time()
+        result = fn()
+        self.seconds[stage] += time.time() - t0
+        bars[stage].update(len(result) if n is None else n)
+        return result
+
+    def _bar(self, stage: str, total: int, initial: int = 0):
+        return tqdm(total=total, initial=initial, desc=f"{stage:>8}", unit="rec" if stage != "inputs" else "input",
+                    position=STAGES.index(stage), leave=True, file=sys.stderr, disable=not self.progress,
+                    dynamic_ncols=True, mininterval=0.5)
+
+    # -- meta / summary -----------------------------------------------------------------------
+    def _write_meta(self, status: str) -> dict:
+        old = self.old
+        old_drops = old.get("filter_drops", {})
+        drops = {k: v + int(old_drops.get(k, 0)) for k, v in self.filter.drop_counts().items()}
+        old_counts = old.get("counts", {})
+        counts = {"records": len(self.records), "requested": self.cfg.num_inputs, "input_pool": len(self.pool),
+                  "rejected_inputs": len(self.rejected),
+                  **{k: v + int(old_counts.get(k, 0)) for k, v in self.counts.items()}}
+        checks = {c.name: sum(c.passes(r["teacher_output"]) for r in self.records.values())
+                  for c in self.sc.eval.checks}
+        old_secs = old.get("stage_seconds_total", {})
+        meta = {
+            "genpi_version": __version__, "status": status, "scenario": self.sc.name,
+            "identity": self.ident,
+            "models": {"base": self.ref.name, "generator": self.ident["generator"]},
+            "sampling": {"inputs": stages.INPUTS.sampling(), "teacher": "greedy", "student": "greedy",
+                         "reason": stages.REASON.sampling(), "roleplay": "greedy",
+                         "empty_reply_retry": {"temperature": 0.7, "top_p": 0.9}},
+            "settings": self.cfg.to_dict(),
+            "counts": counts, "filter_drops": drops,
+            "teacher_checks": checks,
+            "stage_seconds": {k: round(v, 2) for k, v in self.seconds.items()},
+            "stage_seconds_total": {k: round(v + float(old_secs.get(k, 0)), 2) for k, v in self.seconds.items()},
+            "updated": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        }
+        with critical():
+            store.write_meta(self.paths["meta"], meta)
+        return {"out_dir": str(self.out), "status": status, "records": len(self.records),
+                "requested": self.cfg.num_inputs, "counts": counts, "filter_drops": drops,
+                "teacher_checks": checks, "stage_seconds": meta["stage_seconds"],
+                "wall_seconds": round(time.time() - self.started, 2), "shortfall": self.shortfall}
+
+
+def format_summary(s: dict) -> str:
+    """A one-screen summary of a synthesis run."""
+    c = s["counts"]
+    lines = [f"synth: {s['records']} of {s['requested']} records in {s['out_dir']}/records.jsonl ({s['status']})",
+             f"  pseudo inputs: {c['candidates']} candidates in {c['rounds']} rounds, pool {c['input_pool']}, "
+             f"rejected after generation {c['rejected_inputs']}"]
+    drops = ", ".join(f"{k} {v}" for k, v in s["filter_drops"].items() if v)
+    lines.append(f"  dropped by the filters: {drops or 'none'}")
+    if s["teacher_checks"]:
+        lines.append("  teacher outputs passing the scenario's checks: " + ", ".join(
+            f"{k} {v}/{s['records']}" for k, v in s["teacher_checks"].items()))
+    lines.append("  seconds per stage (this run): " + ", ".join(f"{k} {v:.1f}" for k, v in s["stage_seconds"].items())
+                 + f"; wall {s['wall_seconds']:.1f}")
+    return "\n".join(lines)

@@ -1,0 +1,158 @@
+"""The four synthesis stages as data: what each asks (an instruction template, our own words), how it
+samples, and how its reply is read (a parser on plain text).
+
+  inputs    the generator, shown the prompt as an agent's rule book and a few example requests,
+            lists new requests of the same kind (sampled)
+  outputs   the base model answers each input with the prompt (teacher) and without it (student),
+            through scenario.teacher_messages / student_messages (greedy)
+  reason    the generator, as a commentator, explains why the teacher's answer differs from the
+            student's, referring to the prompt (sampled)
+  roleplay  the generator plays the environment the prompt implies, seeing the conversation with
+            roles swapped, until it writes the end marker (greedy)
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import Callable
+
+from ..scenario import Scenario
+from .text import clean_reply, parse_list, strip_marker
+
+RULES_OPEN, RULES_CLOSE = "=== RULE BOOK ===", "=== END OF RULE BOOK ==="
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One generation step: a template filled per row, sampling settings, and a reply parser."""
+
+    name: str
+    template: str
+    parse: Callable[[str], object]
+    temperature: float
+    top_p: float = 1.0
+
+    def render(self, **fields) -> str:
+        return self.template.format(**fields)
+
+    def sampling(self) -> dict:
+        return {"temperature": self.temperature, "top_p": self.top_p}
+
+
+# -- pseudo inputs ------------------------------------------------------------------------
+
+INPUTS = Stage(
+    name="inputs",
+    temperature=1.0,
+    top_p=0.9,
+    parse=parse_list,
+    template=(
+        "You are helping to test an AI agent. The agent works by the rule book below.\n\n"
+        f"{RULES_OPEN}\n{{prompt}}\n{RULES_CLOSE}\n\n"
+        "{examples}\n\n"
+        "Write {n} new requests that a user could send to this agent. {focus} Every request must make "
+        "sense on its own and differ from the examples and from the other requests. Reply with a "
+        "numbered list, one request per line, and nothing else: no answers, no comments."),
+)
+
+# Ways to vary the request from call to call, so that a small generator does not repeat itself.
+FOCUS_HINTS = (
+    "Make them short and simple.",
+    "Make them harder: each one should need several steps.",
+    "Use concrete names, numbers, files or places in them.",
+    "Choose topics that the examples do not touch.",
+    "Mix questions with commands.",
+    "Make each one about a different topic.",
+    "Make them the kind of thing a beginner would ask.",
+    "Make them the kind of thing an expert would ask.",
+)
+
+
+def inputs_prompt(sc: Scenario, pool: list[str], n: int, rng: random.Random, k_examples: int = 3) -> list[dict]:
+    """One call's messages: the rule book, a random few examples (seeds or inputs kept so far), a random focus."""
+    shown = rng.sample(pool, min(k_examples, len(pool))) if pool else []
+    if shown:
+        examples = "Some requests users have sent to this agent:\n" + "\n".join(
+            f"{i}. {x}" for i, x in enumerate(shown, 1))
+    else:
+        examples = "No example requests are available; infer their kind from the rule book."
+    text = INPUTS.render(prompt=sc.prompt_text, examples=examples, n=n, focus=rng.choice(FOCUS_HINTS))
+    return [{"role": "user", "content": text}]
+
+
+# -- teacher / student outputs --------------------------------------------------------------
+
+def parse_output(reply: str) -> str:
+    return clean_reply(reply)
+
+
+# -- reason -----------------------------------------------------------------------------------
+
+REASON = Stage(
+    name="reason",
+    temperature=0.7,
+    top_p=0.9,
+    parse=lambda reply: _strip_label(clean_reply(reply)),
+    template=(
+        "An AI model answered the same user input twice. The first time it had no instructions; the "
+        "second time it followed the instructions below. In about {sentences} sentences, explain why the "
+        "second answer differs from the first, pointing to the parts of the instructions that caused "
+        "each change.\n\n"
+        f"{RULES_OPEN}\n{{prompt}}\n{RULES_CLOSE}\n\n"
+        "User input:\n{input}\n\n"
+        "First answer (no instructions):\n{student}\n\n"
+        "Second answer (with the instructions):\n{teacher}\n\n"
+        "Explain the difference."),
+)
+
+
+def reason_prompt(sc: Scenario, x: str, student: str, teacher: str, sentences: int = 5) -> list[dict]:
+    text = REASON.render(prompt=sc.prompt_text, input=x, student=student, teacher=teacher, sentences=sentences)
+    return [{"role": "user", "content": text}]
+
+
+def _strip_label(text: str) -> str:
+    for label in ("explanation:", "reason:", "answer:", "the difference:"):
+        if text.lower().startswith(label):
+            return text[len(label):].strip()
+    return text
+
+
+# -- role-play: the environment side -----------------------------------------------------------
+
+ENVIRONMENT = Stage(
+    name="roleplay",
+    temperature=0.0,
+    parse=lambda reply: reply,  # replaced per scenario by environment_parser (needs the end marker)
+    template=(
+        "You are playing {role} in a conversation with an AI agent. The agent's messages reach you as "
+        "user messages; answer each one the way {role} would, and nothing more.{instructions}{rules}\n\n"
+        "The task the agent was given: {input}\n\n"
+        "When {end_when}, reply with only {end_marker} and nothing else."),
+)
+
+
+def environment_messages(sc: Scenario, x: str, conversation: list[dict]) -> list[dict]:
+    """What the generator sees when playing the environment: its instructions, then the conversation
+    with roles swapped (the agent's turns are its user turns, its own earlier turns are assistant turns)."""
+    env = sc.environment
+    instructions = f"\n\n{env.instructions.strip()}" if env.instructions.strip() else ""
+    rules = "" if instructions else (
+        f"\n\nThe agent follows this rule book, which tells you what it expects from you:\n"
+        f"{RULES_OPEN}\n{sc.prompt_text}\n{RULES_CLOSE}")
+    system = ENVIRONMENT.render(role=env.role, instructions=instructions, rules=rules, input=x,
+                                end_when=env.end_when, end_marker=env.end_marker)
+    swap = {"assistant": "user", "user": "assistant"}
+    return [{"role": "system", "content": system}] + [
+        {"role": swap[t["role"]], "content": t["content"]} for t in conversation]
+
+
+def environment_parser(end_marker: str) -> Callable[[str], tuple[str, bool]]:
+    """Reply -> (text without the end marker, episode over?). An empty reply also ends the episode."""
+
+    def parse(reply: str) -> tuple[str, bool]:
+        text, ended = strip_marker(clean_reply(reply), end_marker)
+        return text.strip(), ended or not text.strip()
+
+    return parse
