@@ -1,10 +1,13 @@
 """Chat with the internalized model: base model + adapter, and no prompt sent.
 
 Interactive in a terminal (/reset clears the history, /quit leaves); with stdin not a
-terminal, reads one message from stdin and prints the reply.
+terminal, reads one whole message from stdin and prints the reply (for scripts).
+The base model is --model, else the one recorded in the adapter's genpi.json, else 'default'.
 """
 
 from __future__ import annotations
+
+import sys
 
 from . import common
 
@@ -13,11 +16,76 @@ HELP = "talk to the internalized model (no prompt sent)"
 
 def add_arguments(p):
     p.add_argument("--adapter", required=True, metavar="DIR", help="the adapter folder from 'genpi train'")
-    common.add_model(p)
+    p.add_argument("--model", default=None, metavar="M",
+                   help="base model, same forms as elsewhere (default: the base model recorded in the adapter's "
+                        "genpi.json, else 'default')")
     p.add_argument("--max-new-tokens", type=int, default=256, metavar="N", help="reply length limit (default: 256)")
 
 
+def base_model_spec(adapter_dir, explicit: str | None) -> str:
+    """--model if given, else genpi.json's base model spec, else 'default'."""
+    from ..evaluate.runner import adapter_meta
+
+    if explicit:
+        return explicit
+    base = adapter_meta(adapter_dir).get("base_model")
+    spec = base.get("spec") if isinstance(base, dict) else base
+    return spec if isinstance(spec, str) and spec.strip() else "default"
+
+
+class Chat:
+    """A conversation with no prompt: the history is only the user's and the model's turns."""
+
+    def __init__(self, backend, max_new_tokens: int):
+        self.backend = backend
+        self.max_new_tokens = max_new_tokens
+        self.history: list[dict] = []
+
+    def reply(self, message: str) -> str:
+        conv = self.history + [{"role": "user", "content": message}]
+        text = self.backend.chat([conv], max_new_tokens=self.max_new_tokens, seed=0)[0]
+        self.history = conv + [{"role": "assistant", "content": text}]
+        return text
+
+    def reset(self) -> None:
+        self.history = []
+
+
 def main(args) -> int:
-    common.adapters_arg([args.adapter])
-    common.model_arg(args.model)
-    common.not_built("chat", 5)
+    from ..generate import LocalBackend
+    from ..models import load_adapter, load_model, load_tokenizer
+
+    if args.max_new_tokens < 1:
+        raise common.GenpiError(f"--max-new-tokens must be at least 1 (got {args.max_new_tokens})")
+    adapter = common.adapters_arg([args.adapter])[0]
+    ref = common.model_arg(base_model_spec(adapter, args.model))
+    interactive = sys.stdin.isatty()
+    message = None
+    if not interactive:
+        message = sys.stdin.read().strip()
+        if not message:
+            raise common.GenpiError("no message on stdin: pipe a message in (echo 'hi' | genpi chat --adapter DIR) "
+                                    "or run in a terminal for an interactive chat")
+    tok = load_tokenizer(ref)
+    model = load_adapter(load_model(ref), adapter)
+    chat = Chat(LocalBackend(model, tok, name="chat", batch_size=1), args.max_new_tokens)
+    if message is not None:
+        print(chat.reply(message))
+        return 0
+    print(f"genpi chat: {ref.name} + adapter '{adapter}', no prompt. /reset clears the history, /quit leaves.",
+          file=sys.stderr)
+    while True:
+        try:
+            line = input("you> ").strip()
+        except EOFError:
+            print(file=sys.stderr)
+            return 0
+        if not line:
+            continue
+        if line in ("/quit", "/exit"):
+            return 0
+        if line == "/reset":
+            chat.reset()
+            print("(history cleared)", file=sys.stderr)
+            continue
+        print(f"model> {chat.reply(line)}")

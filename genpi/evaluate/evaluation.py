@@ -1,0 +1,152 @@
+"""`evaluate()`: run every variant on the held-out inputs, score them, write the reports."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from ..errors import GenpiError
+from ..models import ModelRef, check_adapter_dir, load_model, load_tokenizer, resolve_model
+from ..presets import Preset, get_preset
+from ..scenario import Scenario, load_scenario
+from . import checks as scoring
+from .agreement import agreement
+from .report import write_all
+from .runner import CEILING, FLOOR, RunSettings, adapter_meta, load_store, plan_variants, run_variant, variant_key
+
+OUTPUTS = "outputs.jsonl"
+
+
+def _norm(s: str) -> str:
+    return " ".join(s.casefold().split())
+
+
+def adapter_training_inputs(adapter_dir: Path) -> set[str]:
+    """Inputs of the records an adapter was trained on, when its genpi.json points at them."""
+    meta = adapter_meta(adapter_dir)
+    data = meta.get("data")
+    data = data.get("dir") if isinstance(data, dict) else data  # genpi train writes {"data": {"dir": ...}}
+    if not isinstance(data, str):
+        return set()
+    d = Path(data) if Path(data).is_absolute() else (Path(adapter_dir) / data)
+    f = d / "records.jsonl" if d.is_dir() else d
+    if not f.is_file():
+        return set()
+    out = set()
+    for line in f.read_text().splitlines():
+        try:
+            out.add(_norm(json.loads(line)["input"]))
+        except (ValueError, KeyError, TypeError):
+            continue
+    return out
+
+
+def overlap_warnings(sc: Scenario, adapter_dirs: list[Path]) -> list[str]:
+    """One line per eval input that equals a seed input or an adapter's training input."""
+    seeds = {_norm(s) for s in sc.seed_inputs}
+    trained = {str(d): adapter_training_inputs(d) for d in adapter_dirs}
+    out = []
+    for e in sc.eval.inputs:
+        x = _norm(e.input)
+        if x in seeds:
+            out.append(f"eval input {e.input!r} is also a seed input; it is not held out")
+        for d, xs in trained.items():
+            if x in xs:
+                out.append(f"eval input {e.input!r} is in the training data of adapter '{d}'; it is not held out")
+    return out
+
+
+def _variant_summary(sc: Scenario, rows: list[dict], teacher_rows: list[dict] | None, turns: int) -> dict:
+    outputs = [r["output"] for r in rows]
+    s = scoring.summarize(sc.eval.checks, [e.expect for e in sc.eval.inputs], outputs)
+    v: dict = {"score": s["score"], "checks": s["checks"], "expectations": s["expectations"]}
+    if teacher_rows is not None:
+        v["agreement"] = agreement(outputs, [r["output"] for r in teacher_rows])
+        kls = [r["kl_to_teacher"] for r in rows if r.get("kl_to_teacher") is not None]
+        v["kl_to_teacher"] = sum(kls) / len(kls) if kls else None
+    if turns > 1:
+        per_turn = []
+        for t in range(turns):
+            agent = [r["conversation"][2 * t]["content"] for r in rows if len(r["conversation"]) > 2 * t]
+            if agent:
+                per_turn.append({"turn": t + 1, "n": len(agent),
+                                 "checks": {c.name: scoring.rate([c.passes(a) for a in agent]) for c in sc.eval.checks}})
+        v["multi_turn"] = per_turn
+    return v
+
+
+def evaluate(scenario: Scenario | str | Path, model_ref: ModelRef | str, adapter_dirs: list[str | Path],
+             out_dir: str | Path, preset: Preset | str | None = None, *, max_new_tokens: int | None = None,
+             turns: int = 1, seed: int = 0, batch_size: int = 8, kl: bool = True) -> dict:
+    """Evaluate no_prompt, with_prompt and each adapter on `scenario`'s held-out inputs.
+
+    Writes OUT_DIR/report.json, report.md, report.png and outputs.jsonl (every reply; also the
+    resume store: rerunning with the same settings reuses finished replies). Returns the report.
+    """
+    sc = scenario if isinstance(scenario, Scenario) else load_scenario(scenario)
+    ref = model_ref if isinstance(model_ref, ModelRef) else resolve_model(model_ref)
+    preset = preset if isinstance(preset, Preset) else get_preset(preset or "quick")
+    cfg = RunSettings(max_new_tokens=max_new_tokens or preset.eval_max_new_tokens, turns=turns, seed=seed,
+                      batch_size=batch_size, kl=kl)
+    if cfg.max_new_tokens < 1 or cfg.turns < 1 or cfg.batch_size < 1:
+        raise GenpiError("--max-new-tokens, --turns and the batch size must be at least 1")
+    if not sc.eval.inputs:
+        raise GenpiError(f"scenario '{sc.source or sc.name}' has no eval.inputs: add held-out inputs under eval: inputs:")
+    adapters = [check_adapter_dir(a) for a in adapter_dirs]
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+
+    notes = overlap_warnings(sc, adapters)
+    for n in notes:
+        print(f"genpi eval: warning: {n}", file=sys.stderr)
+    if not sc.eval.checks and not any(e.expect for e in sc.eval.inputs):
+        notes.append("the scenario has no checks and no expectations, so scores are null; "
+                     "agreement and KL still compare each variant with the prompted model")
+
+    tok = load_tokenizer(ref)
+    model = load_model(ref)
+    fingerprint = ref.fingerprint()
+    inputs = [e.input for e in sc.eval.inputs]
+    store_path = out / OUTPUTS
+    store = load_store(store_path)
+    rows: dict[str, list[dict]] = {}
+    keys: dict[str, str] = {}
+    for v in plan_variants(adapters):
+        if v.adapter_dir is not None:
+            from ..models import load_adapter
+
+            model = load_adapter(model, v.adapter_dir)
+        keys[v.name] = variant_key(v, sc, fingerprint, cfg)
+        teacher = None if v.with_prompt else [r["output"] for r in rows[CEILING]]
+        rows[v.name] = run_variant(model, tok, sc, v, inputs, cfg, keys[v.name], store, store_path, teacher)
+        if v.adapter_dir is not None:
+            model = model.unload()  # back to the plain base model for the next adapter
+
+    # keep only this run's rows, in input order (drops replies stored under other settings)
+    tmp = store_path.with_name(OUTPUTS + ".tmp")
+    tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for v in rows for r in rows[v]))
+    tmp.replace(store_path)
+
+    variants = {name: _variant_summary(sc, rs, None if name == CEILING else rows[CEILING], cfg.turns)
+                for name, rs in rows.items()}
+    floor, ceiling = variants[FLOOR]["score"], variants[CEILING]["score"]
+    for name, v in variants.items():
+        if name != CEILING:
+            v["retention"] = scoring.retention(v["score"], ceiling)
+            v["normalized"] = scoring.normalized(v["score"], floor, ceiling)
+    if ceiling == 0:
+        notes.append("with_prompt scored 0, so retention (score / with_prompt score) is undefined and left null")
+    elif ceiling is not None and ceiling == floor:
+        notes.append("with_prompt and no_prompt scored the same, so normalized is undefined and left null")
+
+    report = {"scenario": sc.name, "model": ref.name, "n_inputs": len(inputs), "variants": variants,
+              "adapters": {v.name: str(v.adapter_dir) for v in plan_variants(adapters) if v.adapter_dir},
+              "settings": {"preset": preset.name, "decoding": "greedy", "seed": cfg.seed,
+                           "max_new_tokens": cfg.max_new_tokens, "turns": cfg.turns, "model_spec": ref.spec,
+                           "model_fingerprint": fingerprint, "scenario_sha256": sc.sha256()},
+              "notes": notes}
+    examples = [{"input": x, "outputs": {n: rows[n][i]["output"] for n in rows}} for i, x in enumerate(inputs)]
+    write_all(out, report, examples)
+    return report
+

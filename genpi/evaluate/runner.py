@@ -1,0 +1,172 @@
+"""Generating each variant's replies on the eval inputs, and their KL to the prompted model.
+
+Variants: `with_prompt` (base model, teacher messages), `no_prompt` (base model, student
+messages) and one per adapter (base model + LoRA, student messages). Greedy, seeded, the same
+token limit for all. Every finished batch is appended to outputs.jsonl under a key that names the
+model, the scenario, the adapter and the settings, so an interrupted run resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from tqdm import tqdm
+
+from ..generate import LocalBackend
+from ..scenario import Scenario, student_messages, teacher_messages
+from . import kl as klmod
+from .environment import ends_episode, environment_messages
+
+FLOOR, CEILING = "no_prompt", "with_prompt"
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    adapter_dir: Path | None = None  # None: the base model
+    with_prompt: bool = False
+
+    def messages(self, sc: Scenario, x: str, turns: list[dict] | None = None) -> list[dict]:
+        return teacher_messages(sc, x, turns) if self.with_prompt else student_messages(sc, x, turns)
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    max_new_tokens: int
+    turns: int = 1
+    seed: int = 0
+    batch_size: int = 8
+    kl: bool = True
+
+
+def adapter_meta(adapter_dir: Path) -> dict:
+    """The adapter's genpi.json (written by `genpi train`), or {} when absent or unreadable."""
+    f = Path(adapter_dir) / "genpi.json"
+    try:
+        data = json.loads(f.read_text())
+        return data if isinstance(data, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def plan_variants(adapter_dirs: list[Path]) -> list[Variant]:
+    """with_prompt, no_prompt, then one per adapter named by its method (else its folder), made unique."""
+    out = [Variant(CEILING, with_prompt=True), Variant(FLOOR)]
+    taken = {CEILING, FLOOR}
+    for d in adapter_dirs:
+        base = str(adapter_meta(d).get("method") or Path(d).resolve().name or "adapter")
+        name, k = base, 2
+        while name in taken:
+            name, k = f"{base}-{k}", k + 1
+        taken.add(name)
+        out.append(Variant(name, Path(d)))
+    return out
+
+
+def _file_hash(p: Path) -> str:
+    h = hashlib.sha256()
+    with p.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def variant_key(v: Variant, sc: Scenario, model_fingerprint: str, cfg: RunSettings) -> str:
+    """What a stored reply depends on; a reply stored under another key is never reused."""
+    parts = {"variant": v.name, "with_prompt": v.with_prompt, "model": model_fingerprint, "scenario": sc.sha256(),
+             "adapter": _file_hash(v.adapter_dir / "adapter_model.safetensors") if v.adapter_dir else None,
+             "max_new_tokens": cfg.max_new_tokens, "turns": cfg.turns, "seed": cfg.seed, "kl": cfg.kl}
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def load_store(path: Path) -> dict[tuple[str, str, str], dict]:
+    """Stored rows from outputs.jsonl by (variant, key, input); a torn last line is skipped."""
+    rows: dict[tuple[str, str, str], dict] = {}
+    if path.is_file():
+        for line in path.read_text().splitlines():
+            try:
+                r = json.loads(line)
+                rows[(r["variant"], r["key"], r["input"])] = r
+            except (ValueError, KeyError, TypeError):
+                continue
+    return rows
+
+
+def _base_only(model):
+    """Context in which a PEFT model acts as its base model (no-op for a plain model)."""
+    return model.disable_adapter() if hasattr(model, "disable_adapter") else contextlib.nullcontext()
+
+
+def _n_tokens(tok, text: str) -> int:
+    return len(tok(text, add_special_tokens=False)["input_ids"])
+
+
+def _conversations(backend: LocalBackend, env_backend: LocalBackend, model, sc: Scenario, v: Variant, xs: list[str], cfg: RunSettings) -> list[list[dict]]:
+    """Agent/environment turns for each input: [agent, env, agent, ...]; the first is the first-turn reply."""
+    first = backend.chat([v.messages(sc, x) for x in xs], max_new_tokens=cfg.max_new_tokens, seed=cfg.seed)
+    convs = [[{"role": "assistant", "content": r}] for r in first]
+    live = list(range(len(xs)))
+    for _ in range(cfg.turns - 1):
+        if not live:
+            break
+        with _base_only(model):  # the environment is the base model, never the adapter
+            env = env_backend.chat([environment_messages(sc, xs[i], convs[i]) for i in live],
+                               max_new_tokens=cfg.max_new_tokens, seed=cfg.seed)
+        going = []
+        for i, e in zip(live, env):
+            if not ends_episode(sc, e):
+                convs[i].append({"role": "user", "content": e})
+                going.append(i)
+        live = going
+        if not live:
+            break
+        agent = backend.chat([v.messages(sc, xs[i], convs[i]) for i in live],
+                             max_new_tokens=cfg.max_new_tokens, seed=cfg.seed)
+        for i, a in zip(live, agent):
+            convs[i].append({"role": "assistant", "content": a})
+    return convs
+
+
+def reply_kl(model, tok, sc: Scenario, v: Variant, x: str, teacher_reply: str, max_new_tokens: int) -> float | None:
+    """Teacher-forced mean KL(base model with prompt || variant) on the prompted reply to `x`."""
+    teacher_msgs = teacher_messages(sc, x)
+    finished = _n_tokens(tok, teacher_reply) < max_new_tokens
+    target = klmod.reply_ids(tok, teacher_msgs, teacher_reply, finished)
+    if not target:
+        return None
+    with _base_only(model):
+        t_logits = klmod.continuation_logits(model, klmod.prefix_ids(tok, teacher_msgs), target)
+    s_logits = klmod.continuation_logits(model, klmod.prefix_ids(tok, v.messages(sc, x)), target)
+    return klmod.mean_kl(t_logits, s_logits)
+
+
+def run_variant(model, tok, sc: Scenario, v: Variant, inputs: list[str], cfg: RunSettings, key: str,
+                store: dict, store_path: Path, teacher_replies: list[str] | None) -> list[dict]:
+    """Rows {variant, key, input, output, conversation, kl} for every input, reusing stored ones."""
+    backend = LocalBackend(model, tok, name=v.name, batch_size=cfg.batch_size)
+    env_backend = LocalBackend(model, tok, name="environment", batch_size=cfg.batch_size)  # own caches: base weights
+    todo = [x for x in dict.fromkeys(inputs) if (v.name, key, x) not in store]
+    teacher_of = dict(zip(inputs, teacher_replies or []))
+    bar = tqdm(total=len(set(inputs)), initial=len(set(inputs)) - len(todo), desc=f"eval {v.name}", unit="input",
+               file=sys.stderr, dynamic_ncols=True)
+    with store_path.open("a") as f:
+        for i in range(0, len(todo), cfg.batch_size):
+            xs = todo[i:i + cfg.batch_size]
+            convs = _conversations(backend, env_backend, model, sc, v, xs, cfg)
+            for x, conv in zip(xs, convs):
+                kl = None
+                if cfg.kl and not v.with_prompt and teacher_of.get(x) is not None:
+                    kl = reply_kl(model, tok, sc, v, x, teacher_of[x], cfg.max_new_tokens)
+                row = {"variant": v.name, "key": key, "input": x, "output": conv[0]["content"],
+                       "conversation": conv, "kl_to_teacher": kl}
+                store[(v.name, key, x)] = row
+                f.write(json.dumps(row, ensure_ascii=False) + "\n")
+            f.flush()
+            bar.update(len(xs))
+    bar.close()
+    return [store[(v.name, key, x)] for x in inputs]
