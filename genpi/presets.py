@@ -29,6 +29,9 @@ class Preset:
     # evaluation / bench
     eval_max_new_tokens: int
     bench_repeats: int
+    # share of records giving a prompt-generation (PG) example per epoch: PG targets carry the whole prompt,
+    # so they cost several SFT examples each; 1.0 = every record every epoch (the paper)
+    pg_fraction: float = 1.0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -40,7 +43,8 @@ PRESETS = {
                     max_target_tokens=256, eval_max_new_tokens=16, bench_repeats=1),
     "quick": Preset("quick", model="default", num_inputs=32, max_turns=3, max_new_tokens=96, reason_tokens=96,
                     epochs=6, batch_size=4, grad_accum=1, learning_rate=5e-4, max_source_tokens=512,
-                    max_target_tokens=512, eval_max_new_tokens=96, bench_repeats=3),
+                    max_target_tokens=512, eval_max_new_tokens=96, bench_repeats=3,
+                    pg_fraction=0.25),
     "paper": Preset("paper", model="default", num_inputs=1000, max_turns=10, max_new_tokens=512, reason_tokens=512,
                     epochs=10, batch_size=4, grad_accum=8, learning_rate=1e-4, max_source_tokens=512,
                     max_target_tokens=512, eval_max_new_tokens=512, bench_repeats=5),

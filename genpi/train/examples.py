@@ -20,19 +20,16 @@ IGNORE = -100
 # The prompt-generation instruction, in our own words. {ask} says what to write (the whole hidden
 # context or one part of it); the three texts follow under plain headings.
 PG_TASK = (
-    "Someone answered the request below twice. The first answer was written with no extra context. "
-    "Before writing the second, they were shown a hidden context (instructions and examples to follow), "
-    "and that context is what turned the first answer into the second.\n"
-    "{ask}\n\n"
+    "An assistant answered the request below twice: first with no extra context, then after reading a hidden "
+    "context (instructions and examples to follow) that changed its answer. {ask}\n\n"
     "### Request\n{input}\n\n"
-    "### First answer (no context)\n{student}\n\n"
-    "### Second answer (after reading the hidden context)\n{teacher}"
+    "### Answer without the context\n{student}\n\n"
+    "### Answer with the context\n{teacher}"
 )
 ASK_WHOLE = "Write out the hidden context word for word{why}."
-ASK_PART = ("The hidden context is too long to write at once, so write out only part {j} of {k} of it, "
-            "word for word{why}.")
+ASK_PART = "The context is long: write out part {j} of {k} of it, word for word{why}."
 REASON_TAG = "### How the context changed the answer"
-ASK_WHY = f"; then, under the heading '{REASON_TAG}', explain briefly what in it made the difference"
+ASK_WHY = f", then, under '{REASON_TAG}', say what in it made the difference"
 
 
 @dataclass(frozen=True)
