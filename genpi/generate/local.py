@@ -42,16 +42,22 @@ class LocalBackend:
         out = self.tok.apply_chat_template(conv, tokenize=True, add_generation_prompt=True)
         return list(out["input_ids"] if hasattr(out, "keys") else out)
 
-    @torch.no_grad()
     def chat(self, conversations, *, max_new_tokens, temperature=0.0, top_p=1.0, seed=None):
-        replies: list[str] = []
-        for i in range(0, len(conversations), self.batch_size):
-            batch = [self.encode(c) for c in conversations[i:i + self.batch_size]]
-            replies += self._generate(batch, max_new_tokens, temperature, top_p, seed)
-        return replies
+        ids = self.generate_ids([self.encode(c) for c in conversations], max_new_tokens=max_new_tokens,
+                                temperature=temperature, top_p=top_p, seed=seed)
+        return [self.tok.decode(x, skip_special_tokens=True).strip() for x in ids]
+
+    @torch.no_grad()
+    def generate_ids(self, prompts: list[list[int]], *, max_new_tokens, temperature=0.0, top_p=1.0,
+                     seed=None) -> list[list[int]]:
+        """New token ids per prompt (up to and including the end-of-turn token, padding removed)."""
+        out: list[list[int]] = []
+        for i in range(0, len(prompts), self.batch_size):
+            out += self._generate(prompts[i:i + self.batch_size], max_new_tokens, temperature, top_p, seed)
+        return out
 
     # -- one batch -----------------------------------------------------------------------
-    def _generate(self, batch: list[list[int]], max_new_tokens, temperature, top_p, seed) -> list[str]:
+    def _generate(self, batch: list[list[int]], max_new_tokens, temperature, top_p, seed) -> list[list[int]]:
         n = shared_prefix_len(batch) if self.prefix_cache else 0
         if n >= self.min_prefix:
             ids, mask, cache = self._with_prefix(batch, n)
@@ -65,7 +71,7 @@ class LocalBackend:
             input_ids=ids, attention_mask=mask, past_key_values=cache, max_new_tokens=max_new_tokens,
             do_sample=sample, temperature=temperature if sample else None, top_p=top_p if sample else None,
             top_k=None, pad_token_id=self.tok.pad_token_id, eos_token_id=self.tok.eos_token_id)
-        return [self.tok.decode(row[width:], skip_special_tokens=True).strip() for row in out]
+        return [_until_eos(row[width:].tolist(), self.tok.eos_token_id) for row in out]
 
     def _left_padded(self, batch):
         pad = self.tok.pad_token_id
@@ -119,3 +125,8 @@ def shared_prefix_len(batch: list[list[int]]) -> int:
     while n < shortest - 1 and all(x[n] == first[n] for x in batch):
         n += 1
     return n
+
+
+def _until_eos(ids: list[int], eos: int | None) -> list[int]:
+    """Cut the padding after the end-of-turn token (kept) of a finished row."""
+    return ids[:ids.index(eos) + 1] if eos is not None and eos in ids else ids

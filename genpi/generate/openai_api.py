@@ -61,9 +61,24 @@ class OpenAIBackend:
 
     # -- public ------------------------------------------------------------------------------
     def check(self) -> list[str]:
-        """Ask the endpoint for its models (fails fast, with one clear line, when it is unreachable)."""
-        data = self._with_retries(lambda: self._send("GET", "/models"))
-        return [m.get("id", "") for m in (data.get("data") or []) if isinstance(m, dict)]
+        """Fail fast, with one clear line, when the endpoint cannot be reached; return the model ids it lists.
+
+        Any HTTP answer counts as reachable (some servers fail on /models but serve chat fine).
+        """
+        def probe():
+            try:
+                r = self.client.get(self.cfg.api_base + "/models")
+            except httpx.TimeoutException:
+                raise _Retryable(f"no answer within {self.cfg.timeout:g} s")
+            except httpx.TransportError as e:
+                raise _Retryable(f"cannot connect ({type(e).__name__})")
+            try:
+                data = r.json() if r.status_code == 200 else {}
+            except ValueError:
+                data = {}
+            return [m.get("id", "") for m in (data.get("data") or []) if isinstance(m, dict)]
+
+        return self._with_retries(probe)
 
     def chat(self, conversations, *, max_new_tokens, temperature=0.0, top_p=1.0, seed=None):
         def one(i_conv):

@@ -57,10 +57,10 @@ class InputFilter:
         """Why `text` would be dropped, or None to keep it (does not record anything)."""
         cfg, norm = self.cfg, normalize(text)
         words = norm.split()
-        if len(words) < cfg.min_words:
+        if len(text.split()) < cfg.min_words:
             return "empty"
         letters = sum(c.isalpha() for c in text)
-        if (len(text) > cfg.max_chars or len(set(words)) / len(words) < cfg.min_distinct
+        if (len(words) < cfg.min_words or len(text) > cfg.max_chars or len(set(words)) / len(words) < cfg.min_distinct
                 or letters < 0.5 * len(text.replace(" ", ""))):
             return "degenerate"
         if norm in self.prompt_norm and len(words) >= 4 or any(

@@ -18,7 +18,7 @@ _ITEM = re.compile(r"^\s*(?:\(?\d{1,3}\s*[.):\]]|[-*\u2022\u2023\u25e6]|#{1,3}\s
 _LABEL = re.compile(r"^\s*(?:\*\*)?(?:new\s+)?(?:problem|question|task|request|input|example|query|user)"
                     r"(?:\s*#?\s*\d{1,3})?\s*(?:\*\*)?\s*[:.\-\u2013]\s*(?:\*\*)?\s*", re.I)
 _QUOTES = {"\u201c": '"', "\u201d": '"', "\u2018": "'", "\u2019": "'", "\u00ab": '"', "\u00bb": '"', "`": "'"}
-_WORD = re.compile(r"[a-z0-9]+(?:[./_-][a-z0-9]+)*")
+_WORD = re.compile(r"[/~.]?[a-z0-9]+(?:[./_-][a-z0-9]+)*")
 
 
 def strip_marker(text: str, marker: str) -> tuple[str, bool]:

@@ -1,0 +1,78 @@
+"""LocalBackend: the shared-prefix KV cache gives the same greedy tokens as plain left-padded batching."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from genpi.generate import LocalBackend
+from genpi.generate.local import shared_prefix_len
+
+PROMPT = [{"role": "system", "content": "You are a careful shell agent. " * 12}]
+QUESTIONS = ["How many users?", "Show the disk usage of /var/log please.", "Which kernel is this?",
+             "List the five biggest files in /opt, largest first.", "What time is it?"]
+
+
+@pytest.fixture(scope="module")
+def model(tiny_ref):
+    """The tiny Llama with other random weights: its greedy replies are not all newlines."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    cfg = AutoConfig.from_pretrained(tiny_ref.path)
+    cfg.initializer_range = 0.5  # peaked logits, so greedy replies vary from token to token
+    torch.manual_seed(7)
+    m = AutoModelForCausalLM.from_config(cfg)
+    return m.eval()
+
+
+def _convs(extra_turns=False):
+    out = []
+    for q in QUESTIONS:
+        conv = PROMPT + [{"role": "user", "content": q}]
+        if extra_turns:
+            conv += [{"role": "assistant", "content": "Think: run it."}, {"role": "user", "content": "output: 3"}]
+        out.append(conv)
+    return out
+
+
+def test_shared_prefix_len():
+    assert shared_prefix_len([[1, 2, 3, 4], [1, 2, 3, 5], [1, 2, 9]]) == 2
+    assert shared_prefix_len([[1, 2, 3], [1, 2, 3]]) == 2  # leaves one token to feed generate
+    assert shared_prefix_len([[1, 2], [3, 4]]) == 0
+    assert shared_prefix_len([]) == 0
+
+
+def test_prefix_cache_matches_plain_batches(model, tiny_tok):
+    plain = LocalBackend(model, tiny_tok, batch_size=3, prefix_cache=False)
+    cached = LocalBackend(model, tiny_tok, batch_size=3)
+    prompts = [plain.encode(c) for c in _convs()]
+    want = plain.generate_ids(prompts, max_new_tokens=12)
+    got = cached.generate_ids(prompts, max_new_tokens=12)
+    assert got == want
+    assert sum(len(set(x)) > 2 for x in want) >= 3  # a real comparison, not all-newline replies
+    assert cached.stats["prefix_builds"] >= 1 and cached.stats["prefill_tokens_saved"] > 0
+    assert plain.stats["prefix_builds"] == 0
+
+
+def test_prefix_cache_is_reused_across_calls_and_turns(model, tiny_tok):
+    cached = LocalBackend(model, tiny_tok, batch_size=8)
+    plain = LocalBackend(model, tiny_tok, batch_size=8, prefix_cache=False)
+    cached.chat(_convs(), max_new_tokens=4)
+    builds = cached.stats["prefix_builds"]
+    # the next role-play turn starts with the same prompt: the kept prefix is reused, outputs unchanged
+    turn2 = _convs(extra_turns=True)
+    assert cached.chat(turn2, max_new_tokens=8) == plain.chat(turn2, max_new_tokens=8)
+    assert cached.stats["prefix_hits"] >= 1 and cached.stats["prefix_builds"] == builds
+
+
+def test_sampling_is_seeded(model, tiny_tok):
+    b = LocalBackend(model, tiny_tok)
+    a1 = b.chat(_convs()[:2], max_new_tokens=6, temperature=1.0, top_p=0.9, seed=3)
+    a2 = b.chat(_convs()[:2], max_new_tokens=6, temperature=1.0, top_p=0.9, seed=3)
+    assert a1 == a2 and all(isinstance(x, str) for x in a1)
+
+
+def test_short_batches_skip_the_cache(model, tiny_tok):
+    b = LocalBackend(model, tiny_tok, min_prefix=10_000)
+    b.chat(_convs()[:2], max_new_tokens=2)
+    assert b.stats["prefix_builds"] == 0

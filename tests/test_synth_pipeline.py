@@ -1,0 +1,286 @@
+"""Stage wiring, resume and refusal of `synthesize`, with fake backends holding canned replies."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+from genpi.errors import GenpiError
+from genpi.generate import FakeBackend
+from genpi.scenario import load_scenario
+from genpi.synth import format_summary, synthesize
+from genpi.synth.interrupts import critical, graceful_interrupts
+from genpi.synth.store import read_jsonl, valid_record
+
+SCENARIO = """\
+name: shell
+prompt: |
+  You are a shell agent. Answer with a line 'Think: ...' and then 'Act: bash' with a command.
+student_template: "Problem: {input}"
+seed_inputs:
+  - How many users are on this machine?
+  - Show the free disk space.
+environment:
+  role: a Linux shell
+  instructions: Print only what the command would print.
+  end_when: the agent gives its answer
+  end_marker: "<<DONE>>"
+  max_turns: 5
+eval:
+  checks:
+    - {name: protocol, regex: '^Think:'}
+"""
+
+REQUESTS = [
+    "Which kernel release is this machine running?", "List the ports that have a process listening on them.",
+    "Print every cron job of the user alice.", "What is the largest file under /opt?",
+    "How much swap space is in use right now?", "Count the Python files below /srv, recursively.",
+    "Were there failed ssh logins yesterday?", "Which shell does root get at login?",
+    "Show me the mounted filesystems and their types.", "Are any zombie processes around?",
+    "Change the hostname to build-01.", "Set the timezone to Europe/Paris.",
+    "Compress /var/log/app into one tar.gz archive.", "Who owns the folder /data/shared?",
+    "Delete temporary files older than seven days in /tmp.", "Find the process using the most memory.",
+    "Make the script deploy.sh executable for its owner only.", "Add a new group called auditors.",
+    "Tell me the IPv4 address of eth0.", "Which packages were upgraded today?",
+    "Replace tabs with four spaces in notes.txt.", "Is port 443 open on the firewall?",
+    "Sort names.csv by its second column numerically.", "Report the uptime in whole hours.",
+]
+
+class Canned:
+    """Route each conversation to a canned reply by what it asks for; count calls per stage."""
+
+    def __init__(self, end_after: int = 1):
+        self.n = {"inputs": 0, "reason": 0, "env": 0, "teacher": 0, "student": 0}
+        self.end_after = end_after
+        self.env_seen = []
+
+    def __call__(self, conv):
+        first = conv[0]["content"]
+        if "new requests that a user could send" in first:
+            self.n["inputs"] += 1
+            k = self.n["inputs"]
+            items = ["How many users are on this machine?",  # a seed again
+                     "\u201cShow the free disk space\u201d",  # a seed, quoted
+                     REQUESTS[(2 * k) % len(REQUESTS)],
+                     REQUESTS[(2 * k) % len(REQUESTS)].lower(),  # duplicate
+                     REQUESTS[(2 * k + 1) % len(REQUESTS)]]
+            return "Here you go:\n" + "\n".join(f"{i}. {x}" for i, x in enumerate(items, 1))
+        if "explain why the second answer differs" in first:
+            self.n["reason"] += 1
+            return "Explanation: The instructions require the Think/Act format, so the answer changed."
+        if first.startswith("You are playing a Linux shell"):
+            self.n["env"] += 1
+            self.env_seen.append(conv)
+            agent_turns = sum(m["role"] == "user" for m in conv)
+            return "<<DONE>>" if agent_turns > self.end_after else "The output of the OS:\n42 <|im_end|>"
+        if first.startswith("You are a shell agent"):
+            self.n["teacher"] += 1
+            return f"Think: step {sum(m['role'] == 'assistant' for m in conv)}.\n\nAct: bash\n\n```bash\nls\n```"
+        assert first.startswith("Problem: "), first
+        self.n["student"] += 1
+        return "Sure! Here is some Python."
+
+
+@pytest.fixture
+def sc(write):
+    return load_scenario(write("shell.yaml", SCENARIO))
+
+
+def _run(sc, tiny_ref, out, canned, num_inputs=3, max_turns=3, **kw):
+    kw.setdefault("batch_size", 2)
+    base = FakeBackend(canned, name="base")
+    return synthesize(sc, tiny_ref, {"kind": "same"}, out, num_inputs, max_turns, "smoke",
+                      base_backend=base, generator_backend=base, progress=False, **kw)
+
+
+def _records(out):
+    return read_jsonl(out / "records.jsonl", valid_record)
+
+
+def test_stages_wire_into_records(sc, tiny_ref, tmp_path):
+    canned = Canned(end_after=2)
+    summary = _run(sc, tiny_ref, tmp_path / "D", canned, num_inputs=3, max_turns=3)
+    recs = _records(tmp_path / "D")
+    assert summary["records"] == 3 and len(recs) == 3
+    assert len({r["id"] for r in recs}) == 3 and len({r["input"] for r in recs}) == 3
+    seeds = {s.lower().rstrip("?.") for s in sc.seed_inputs}
+    for r in recs:
+        assert r["input"].lower().rstrip("?.") not in seeds
+        assert r["teacher_output"].startswith("Think: step 0")
+        assert r["student_output"] == "Sure! Here is some Python."
+        assert r["reason"].startswith("The instructions require")  # label stripped
+        conv = r["conversation"]
+        assert conv[0] == {"role": "assistant", "content": r["teacher_output"]}
+        # agent, env, agent, env, agent: the environment ended it after 2 agent turns... but max_turns 3 stops first
+        assert [t["role"] for t in conv] == ["assistant", "user", "assistant", "user", "assistant"]
+        assert conv[1]["content"] == "The output of the OS:\n42"  # family marker cut
+        assert all("<<DONE>>" not in t["content"] for t in conv)
+    # the environment saw the conversation with roles swapped, after its instructions
+    env = canned.env_seen[0]
+    assert env[0]["role"] == "system" and "Print only what the command would print." in env[0]["content"]
+    assert [m["role"] for m in env[1:]] == ["user"]
+    assert env[1]["content"].startswith("Think: step 0")
+    meta = json.loads((tmp_path / "D" / "meta.json").read_text())
+    assert meta["status"] == "done" and meta["counts"]["records"] == 3
+    assert meta["filter_drops"]["seed"] >= 2 and meta["filter_drops"]["duplicate"] >= 1
+    assert meta["teacher_checks"] == {"protocol": 3}
+    assert meta["sampling"]["inputs"] == {"temperature": 1.0, "top_p": 0.9}
+    assert "records" in format_summary(summary) and "seed" in format_summary(summary)
+
+
+def test_end_marker_stops_the_episode(sc, tiny_ref, tmp_path):
+    _run(sc, tiny_ref, tmp_path / "D", Canned(end_after=1), num_inputs=2, max_turns=5)
+    for r in _records(tmp_path / "D"):
+        # agent, env, agent; then the environment wrote only the marker: that closing turn is dropped
+        assert [t["role"] for t in r["conversation"]] == ["assistant", "user", "assistant"]
+
+
+def test_max_turns_one_means_no_roleplay(sc, tiny_ref, tmp_path):
+    canned = Canned()
+    _run(sc, tiny_ref, tmp_path / "D", canned, num_inputs=2, max_turns=1)
+    assert canned.n["env"] == 0
+    assert all(len(r["conversation"]) == 1 for r in _records(tmp_path / "D"))
+
+
+class Interrupting(Canned):
+    """Raise KeyboardInterrupt at the n-th reason call (as SIGINT would, mid-batch)."""
+
+    def __init__(self, at: int):
+        super().__init__()
+        self.at = at
+
+    def __call__(self, conv):
+        if "explain why the second answer differs" in conv[0]["content"] and self.n["reason"] + 1 == self.at:
+            raise KeyboardInterrupt
+        return super().__call__(conv)
+
+
+def test_interrupt_then_resume_and_top_up(sc, tiny_ref, tmp_path, capsys):
+    out = tmp_path / "D"
+    with pytest.raises(KeyboardInterrupt):
+        _run(sc, tiny_ref, out, Interrupting(at=3), num_inputs=4)  # batch 2: the 2nd batch is cut
+    assert "Rerun the same command to resume" in capsys.readouterr().err
+    first = _records(out)
+    assert len(first) == 2
+    assert json.loads((out / "meta.json").read_text())["status"] == "interrupted"
+    pool = [o["input"] for o in read_jsonl(out / "inputs.jsonl")]
+    # a killed writer may leave half a line: it is cut off on resume
+    with (out / "records.jsonl").open("a") as f:
+        f.write('{"id": "half", "inp')
+    canned = Canned()
+    _run(sc, tiny_ref, out, canned, num_inputs=7)
+    recs = _records(out)
+    assert len(recs) == 7 and len({r["id"] for r in recs}) == 7 and len({r["input"] for r in recs}) == 7
+    assert recs[:2] == first  # kept as they were
+    assert [o["input"] for o in read_jsonl(out / "inputs.jsonl")][:len(pool)] == pool  # pool not regenerated
+    assert all(line.strip() for line in (out / "records.jsonl").read_text().splitlines())
+    # nothing left to do: a rerun generates nothing
+    again = Canned()
+    _run(sc, tiny_ref, out, again, num_inputs=7)
+    assert sum(again.n.values()) == 0 and len(_records(out)) == 7
+
+
+def test_resume_refuses_other_settings_or_scenario(sc, tiny_ref, tmp_path, write):
+    out = tmp_path / "D"
+    _run(sc, tiny_ref, out, Canned(), num_inputs=2, max_turns=2)
+    with pytest.raises(GenpiError, match="different settings.*new --out"):
+        _run(sc, tiny_ref, out, Canned(), num_inputs=2, max_turns=3)
+    other = load_scenario(write("other.yaml", SCENARIO.replace("shell agent", "bash agent")))
+    with pytest.raises(GenpiError, match="different scenario sha256"):
+        _run(other, tiny_ref, out, Canned(), num_inputs=2, max_turns=2)
+
+
+def test_records_without_meta_are_refused(sc, tiny_ref, tmp_path):
+    out = tmp_path / "D"
+    out.mkdir()
+    (out / "records.jsonl").write_text('{"id": "x"}\n')
+    with pytest.raises(GenpiError, match="no meta.json"):
+        _run(sc, tiny_ref, out, Canned())
+
+
+def test_too_few_inputs_stops_with_a_clear_message(sc, tiny_ref, tmp_path):
+    only_seeds = lambda conv: ("1. How many users are on this machine?\n2. Show the free disk space."  # noqa: E731
+                               if "new requests" in conv[0]["content"] else "x")
+    with pytest.raises(GenpiError, match=r"only 0 of 3 pseudo inputs survived .* rounds .*seed"):
+        _run(sc, tiny_ref, tmp_path / "D", only_seeds, num_inputs=3, max_rounds=2)
+    meta = json.loads((tmp_path / "D" / "meta.json").read_text())
+    assert meta["status"] == "short" and meta["counts"]["rounds"] == 2 and meta["filter_drops"]["seed"] == 8 * 2 * 2
+
+
+def test_empty_greedy_replies_are_retried_sampled(sc, tiny_ref, tmp_path):
+    canned = Canned()
+
+    class FirstTeacherEmpty(FakeBackend):
+        def chat(self, conversations, **kw):
+            replies = super().chat(conversations, **kw)
+            if kw.get("temperature", 0) == 0:
+                replies = ["" if r.startswith("Think") else r for r in replies]
+            return replies
+
+    base = FirstTeacherEmpty(canned)
+    synthesize(sc, tiny_ref, None, tmp_path / "D", 2, 1, "smoke", base_backend=base, generator_backend=base,
+               progress=False)
+    recs = _records(tmp_path / "D")
+    assert len(recs) == 2 and all(r["teacher_output"].startswith("Think") for r in recs)
+    assert json.loads((tmp_path / "D" / "meta.json").read_text())["counts"]["sampled_retries"] == 2
+
+
+def test_critical_sections_hold_signals():
+    hit = []
+    with graceful_interrupts():
+        with pytest.raises(KeyboardInterrupt):
+            with critical():
+                os.kill(os.getpid(), signal.SIGTERM)
+                time.sleep(0.05)
+                hit.append("finished the block")
+    assert hit == ["finished the block"]
+
+
+DRIVER = """
+import sys, time
+from genpi.generate import FakeBackend
+from genpi.models import resolve_model
+from genpi.scenario import load_scenario
+from genpi.synth import synthesize
+sys.path.insert(0, {tests!r})
+from test_synth_pipeline import Canned
+
+class Slow(Canned):
+    def __call__(self, conv):
+        time.sleep(0.15)
+        return super().__call__(conv)
+
+fake = FakeBackend(Slow())
+try:
+    synthesize(load_scenario(sys.argv[1]), resolve_model("tiny"), None, sys.argv[2], 12, 2, "smoke",
+               base_backend=fake, generator_backend=fake, progress=False, batch_size=1)
+except KeyboardInterrupt:
+    sys.exit(130)
+"""
+
+
+def test_sigterm_stops_between_records(sc, tmp_path, tiny_ref):
+    driver = tmp_path / "driver.py"
+    driver.write_text(textwrap.dedent(DRIVER.format(tests=str(os.path.dirname(__file__)))))
+    out = tmp_path / "D"
+    proc = subprocess.Popen([sys.executable, str(driver), sc.source, str(out)], stderr=subprocess.PIPE, text=True)
+    records = out / "records.jsonl"
+    deadline = time.time() + 120
+    while time.time() < deadline and not (records.exists() and records.read_text().count("\n") >= 2):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "Rerun the same command to resume" in err
+    lines = records.read_text().splitlines()
+    assert 2 <= len(lines) < 12 and all(valid_record(json.loads(x)) for x in lines)
+    _run(sc, tiny_ref, out, Canned(), num_inputs=12, max_turns=2, batch_size=1)
+    recs = _records(out)
+    assert len(recs) == 12 and len({r["input"] for r in recs}) == 12

@@ -1,0 +1,89 @@
+"""Reading generator replies (lists, markers, labels) and the pseudo-input filter."""
+
+from __future__ import annotations
+
+import pytest
+
+from genpi.synth.filters import FilterConfig, InputFilter
+from genpi.synth.stages import environment_parser
+from genpi.synth.text import clean_reply, normalize, parse_list, similarity, strip_marker, tidy_item
+
+SEEDS = ["Tell me the max number of threads in my computer.",
+         "How many empty files are there in /home and all of its content?"]
+PROMPT = ("You are an agent on a Linux machine. Answer with Think: and Act: lines.\n"
+          "Now, my problem is:\n\ntell me how many files are in the directory \"/etc\"?")
+
+
+@pytest.mark.parametrize("reply, want", [
+    ("1. Count the users.\n2. List open ports.\n3) Show disk usage.", ["Count the users.", "List open ports.", "Show disk usage."]),
+    ("Here are three new problems:\n\n- Find big files\n* Kill a process\n\u2022 Show the date",
+     ["Find big files", "Kill a process", "Show the date"]),
+    ("1. Find every log file\n   older than a week.\n2. Remove them.",
+     ["Find every log file older than a week.", "Remove them."]),
+    ('1. "How many users exist?"\n2. **Problem 2:** What is my IP?\n3. Question: Which shell is used?',
+     ["How many users exist?", "What is my IP?", "Which shell is used?"]),
+    ("Find big files\nKill a process", ["Find big files", "Kill a process"]),  # no markers: lines
+    ("1. Count users<|im_end|>\n2. ignored", ["Count users"]),
+    ("1. Count users</s>2. ignored", ["Count users"]),
+    ("", []),
+])
+def test_parse_list(reply, want):
+    assert parse_list(reply) == want
+
+
+def test_clean_reply_cuts_any_family_marker():
+    assert clean_reply("Think: x<|eot_id|>garbage") == "Think: x"
+    assert clean_reply("answer<end_of_turn>\nmore") == "answer"
+    assert clean_reply("  plain  ") == "plain"
+    assert clean_reply(None) == ""
+
+
+def test_tidy_item_labels_and_quotes():
+    assert tidy_item("\u201cWhat is the kernel version?\u201d") == "What is the kernel version?"
+    assert tidy_item("Task: list files") == "list files"
+    assert tidy_item("Request a new password") == "Request a new password"  # a verb, not a label
+
+
+def test_normalize_and_similarity():
+    assert normalize("  \u201cTell ME\u201d the   /etc/passwd size!! ") == "tell me the /etc/passwd size"
+    assert similarity("Tell me the max number of threads.", '"tell me the max number of threads"') == 1.0
+    assert similarity(SEEDS[0], "Tell me the max number of threads") >= 0.8  # cut-down variant
+    assert similarity("Count users", "Show the disk usage of /var") < 0.5
+
+
+def test_end_marker_stripped():
+    parse = environment_parser("[END]")
+    assert parse("The output of the OS:\n42 [END] trailing") == ("The output of the OS:\n42", True)
+    assert parse("The output of the OS:\n42") == ("The output of the OS:\n42", False)
+    assert parse("   ") == ("", True)  # an empty reply ends the episode too
+    assert strip_marker("no marker", "") == ("no marker", False)
+
+
+def test_filter_drops_and_counts():
+    f = InputFilter(SEEDS, PROMPT)
+    cands = [
+        "List all users whose home directory is under /srv.",  # kept
+        "\u201ctell me the MAX number of threads in my computer\u201d",  # seed, quoted and cased
+        "Tell me the max number of threads",  # seed, cut down
+        "Tell me how many files are in the directory /etc",  # the prompt's own demonstration
+        "list all users whose home directory is under /srv!",  # duplicate of the first
+        "List all the users whose home directories are under /srv.",  # near duplicate
+        "ok",  # empty
+        "files files files files files files files files files files",  # degenerate
+        "#### ///// 12345 ==== ---- ++++ 9999",  # degenerate
+        "What is the default shell of the root user?",  # kept
+    ]
+    kept = f.add(cands)
+    assert kept == [cands[0], cands[-1]]
+    assert f.drop_counts() == {"empty": 1, "degenerate": 2, "copies_prompt": 1, "seed": 2, "duplicate": 1,
+                               "near_duplicate": 1}
+
+
+def test_filter_remembers_earlier_inputs_and_threshold():
+    f = InputFilter([], PROMPT, kept=["Show the disk usage of /var."])
+    assert f.add(["show the disk usage of /var"]) == []
+    assert f.drop_counts()["duplicate"] == 1
+    loose = InputFilter([], PROMPT, FilterConfig(similarity=1.0), kept=["Show the disk usage of /var."])
+    assert loose.add(["Show the disk usage of /var/log."]) == ["Show the disk usage of /var/log."]
+    with pytest.raises(ValueError):
+        FilterConfig(similarity=0)
