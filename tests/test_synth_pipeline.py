@@ -211,7 +211,7 @@ def test_too_few_inputs_stops_with_a_clear_message(sc, tiny_ref, tmp_path):
     with pytest.raises(GenpiError, match=r"only 0 of 3 pseudo inputs survived .* rounds .*seed"):
         _run(sc, tiny_ref, tmp_path / "D", only_seeds, num_inputs=3, max_rounds=2)
     meta = json.loads((tmp_path / "D" / "meta.json").read_text())
-    assert meta["status"] == "short" and meta["counts"]["rounds"] == 2 and meta["filter_drops"]["seed"] == 8 * 2 * 2
+    assert meta["status"] == "short" and meta["counts"]["rounds"] == 2 and meta["filter_drops"]["seed"] == 3 * 2 * 2
 
 
 def test_empty_greedy_replies_are_retried_sampled(sc, tiny_ref, tmp_path):

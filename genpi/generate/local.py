@@ -64,6 +64,7 @@ class LocalBackend:
         else:
             ids, mask, cache = self._left_padded(batch)
         width = ids.shape[1]
+        ids, mask = ids.to(self.model.device), mask.to(self.model.device)
         if seed is not None:
             torch.manual_seed(seed)
         sample = temperature > 0
@@ -107,7 +108,8 @@ class LocalBackend:
             self.stats["prefill_tokens_saved"] += len(best)
             return best, len(best)
         key = tuple(batch[0][:n])
-        out = self.model(input_ids=torch.tensor([list(key)]), use_cache=True, logits_to_keep=1)
+        out = self.model(input_ids=torch.tensor([list(key)], device=self.model.device), use_cache=True,
+                         logits_to_keep=1)
         self._prefixes[key] = out.past_key_values
         self.stats["prefix_builds"] += 1
         while len(self._prefixes) > self.keep_prefixes:

@@ -125,8 +125,9 @@ class _Run:
             for r in range(rounds):
                 rng = random.Random(f"{cfg.seed}/{len(self.pool)}/{self.counts['candidates']}/{r}")
                 examples = self.sc.seed_inputs + self.pool
+                n_calls = min(cfg.calls_per_round, max(2, need - len(todo)))
                 calls = [stages.inputs_prompt(self.sc, examples, cfg.inputs_per_call, rng, cfg.examples_shown)
-                         for _ in range(cfg.calls_per_round)]
+                         for _ in range(n_calls)]
                 replies = self.gen().chat(calls, max_new_tokens=cfg.input_tokens, seed=rng.randrange(2**31),
                                           **stages.INPUTS.sampling())
                 candidates = [c for reply in replies for c in stages.INPUTS.parse(reply)]
