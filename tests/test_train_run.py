@@ -152,6 +152,9 @@ def test_interrupted_run_resumes_to_the_same_adapter(setup, tiny_ref, monkeypatc
         train_adapter(sc, tiny_ref, data, root / "cut", **kw)
     assert (root / "cut" / "checkpoints" / "checkpoint-3").is_dir()
     assert not (root / "cut" / "genpi.json").exists()
+    torn = root / "cut" / "checkpoints" / "checkpoint-4"  # a save cut short by a kill: no trainer_state.json
+    torn.mkdir()
+    (torn / "adapter_model.safetensors").write_bytes(b"partial")
     monkeypatch.setattr(GenpiTrainer, "compute_loss", real)
     s = train_adapter(sc, tiny_ref, data, root / "cut", **kw)
     assert s["train"]["resumed_from"] == "checkpoint-3"

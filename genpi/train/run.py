@@ -192,7 +192,6 @@ def _fit(cfg: TrainConfig, ref: ModelRef, tok, built: Built, out: Path, ckpt: Pa
     from peft import LoraConfig, get_peft_model
     from transformers import TrainingArguments
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
-    from transformers.trainer_utils import get_last_checkpoint
     from transformers.utils import logging as hf_logging
 
     from .batches import StepCollator, StepDataset, build_plan
@@ -231,7 +230,7 @@ def _fit(cfg: TrainConfig, ref: ModelRef, tok, built: Built, out: Path, ckpt: Pa
         trainer.add_callback(LogLineCallback())
     ckpt.mkdir(parents=True, exist_ok=True)
     _atomic_json(ckpt / RUN_FILE, {"signature": signature, "run": run_key})
-    last = get_last_checkpoint(str(ckpt))
+    last = last_complete_checkpoint(ckpt)
     if progress:
         what = f"resuming from {Path(last).name}" if last else "training"
         print(f"genpi train: {what}: {cfg.method}, {len(plan.steps)} micro-steps ({opt_steps} optimizer steps), "
@@ -241,11 +240,14 @@ def _fit(cfg: TrainConfig, ref: ModelRef, tok, built: Built, out: Path, ckpt: Pa
     try:
         trainer.train(resume_from_checkpoint=last)
     except NonFiniteLoss as e:
-        kept = get_last_checkpoint(str(ckpt))
+        kept = last_complete_checkpoint(ckpt)
         where = f"the last good checkpoint is kept in '{kept}' and a rerun resumes from it" if kept else \
             "no checkpoint had been saved yet"
         raise GenpiError(f"training stopped: {e}; {where}; lower the learning rate (--lr) or check the data")
     wall = time.time() - t0
+    # what a user (or vLLM's --lora-modules) loads the base from: the hub id, else the local folder / file
+    peft_model.peft_config["default"].base_model_name_or_path = (
+        ref.spec if ref.kind == "hub" else str(Path(ref.path) / ref.gguf_file) if ref.gguf_file else ref.path)
     peft_model.save_pretrained(str(out), safe_serialization=True)
     history = trainer.state.log_history
     logged = [r for r in history if "loss" in r]
@@ -265,6 +267,20 @@ def _fit(cfg: TrainConfig, ref: ModelRef, tok, built: Built, out: Path, ckpt: Pa
                   "device": "cuda" if cuda else "cpu", "bf16": bool(args.bf16), "threads": torch.get_num_threads()},
         "log_history": history,
     }
+
+
+def last_complete_checkpoint(ckpt: Path) -> str | None:
+    """The newest checkpoint whose save finished (Trainer writes trainer_state.json last); a save cut short
+    by a kill is removed so that the run resumes from the one before it."""
+    done = []
+    for d in ckpt.glob("checkpoint-*"):
+        if not d.name.split("-")[-1].isdigit():
+            continue
+        if (d / "trainer_state.json").is_file():
+            done.append(d)
+        else:
+            shutil.rmtree(d, ignore_errors=True)
+    return str(max(done, key=lambda d: int(d.name.split("-")[-1]))) if done else None
 
 
 def _write_merged(ref: ModelRef, out: Path, tok) -> Path:
