@@ -11,10 +11,10 @@ from __future__ import annotations
 import json
 import sys
 
+from ..train.config import METHODS
 from . import common
 
 HELP = "train a LoRA adapter that carries the prompt"
-METHODS = ("genpi", "sft", "sft-kl", "prompt-mix")
 
 
 def add_arguments(p):
