@@ -255,3 +255,14 @@ def test_cli_trains_and_rejects_bad_input(setup, cli, tmp_path):
     (tmp_path / "bad" / "records.jsonl").write_text('{"id": 1}\n')
     res = cli("train", str(scen), "--data", str(tmp_path / "bad"), "--out", str(tmp_path / "x"), "--model", "tiny")
     assert res.returncode == 2 and "records.jsonl:1" in res.stderr
+
+
+def test_data_from_another_scenario_is_refused(setup, tiny_ref, tmp_path):
+    sc, data, _ = setup
+    other = write_data(tmp_path / "d")
+    (other / "meta.json").write_text(json.dumps({"identity": {"scenario_sha256": "0" * 64}}))
+    with pytest.raises(GenpiError, match="another scenario"):
+        train_adapter(sc, tiny_ref, other, tmp_path / "a", preset="smoke", progress=False, **FAST)
+    (other / "meta.json").write_text(json.dumps({"identity": {"scenario_sha256": sc.sha256()}}))
+    s = train_adapter(sc, tiny_ref, other, tmp_path / "a", method="sft", preset="smoke", progress=False, **FAST)
+    assert s["data"]["synth_meta"]["identity"]["scenario_sha256"] == sc.sha256()

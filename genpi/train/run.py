@@ -126,8 +126,8 @@ def train_adapter(scenario: Scenario, model_ref: ModelRef, data_dir: str | Path,
     out.mkdir(parents=True, exist_ok=True)
     records = load_records(data_dir)
     data_meta = load_meta(data_dir)
-    sm = data_meta.get("scenario")
-    want = data_meta.get("scenario_sha256") or (sm.get("sha256") if isinstance(sm, dict) else None)
+    ident = data_meta.get("identity") if isinstance(data_meta.get("identity"), dict) else {}
+    want = ident.get("scenario_sha256") or data_meta.get("scenario_sha256")
     if want and want != scenario.sha256():
         raise GenpiError(f"'{data_dir}' was synthesized for another scenario (or another version of it): "
                          "rerun 'genpi synth' for this scenario or pass the matching --data folder")
@@ -168,7 +168,7 @@ def train_adapter(scenario: Scenario, model_ref: ModelRef, data_dir: str | Path,
         "method": cfg.method, "lambda": cfg.lam, "kl_weight": cfg.kl_weight,
         "data": {"dir": str(data_dir), "file": RECORDS_FILE, "sha256": data_sha, **built.stats,
                  "synth_meta": {k: data_meta[k] for k in data_meta if k in
-                                ("scenario_sha256", "model", "generator", "counts", "created")}},
+                                ("genpi_version", "identity", "models", "counts", "sampling")}},
         "preset": preset_obj.name, "hyperparameters": cfg.to_dict(), "versions": _versions(),
     })
     if merge:
