@@ -284,3 +284,15 @@ def test_sigterm_stops_between_records(sc, tmp_path, tiny_ref):
     _run(sc, tiny_ref, out, Canned(), num_inputs=12, max_turns=2, batch_size=1)
     recs = _records(out)
     assert len(recs) == 12 and len({r["input"] for r in recs}) == 12
+
+
+def test_config_from_preset(sc):
+    from genpi.synth import SynthConfig
+
+    cfg = SynthConfig.from_preset("quick", sc)
+    assert cfg.num_inputs == 32 and cfg.max_new_tokens == 96 and cfg.input_tokens == 192
+    assert cfg.max_turns == 3  # the smaller of the preset's 3 and the scenario's 5
+    assert SynthConfig.from_preset("paper", sc).max_turns == 5
+    assert SynthConfig.from_preset("paper", sc, max_turns=9).max_turns == 9  # an explicit flag wins
+    with pytest.raises(GenpiError, match="batch-size"):
+        SynthConfig.from_preset("smoke", sc, batch_size=0)
