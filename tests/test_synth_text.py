@@ -87,3 +87,11 @@ def test_filter_remembers_earlier_inputs_and_threshold():
     assert loose.add(["Show the disk usage of /var/log."]) == ["Show the disk usage of /var/log."]
     with pytest.raises(ValueError):
         FilterConfig(similarity=0)
+
+
+def test_length_limit_follows_the_seeds():
+    long_seed = "Explain this log line: " + " ".join(f"field{i}=value{i}" for i in range(30))
+    long_input = "Please summarise these settings: " + " ".join(f"option{i} is set to level {i * 7}" for i in range(12))
+    assert 300 < len(long_input) < 2 * len(long_seed)
+    assert InputFilter([], PROMPT).reason(long_input) == "degenerate"
+    assert InputFilter([long_seed], PROMPT).reason(long_input) is None

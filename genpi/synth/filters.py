@@ -23,7 +23,8 @@ class FilterConfig:
     similarity: float = field(default=0.8, metadata={"help": "drop a candidate this similar (0-1) to a seed, "
                                                               "a prompt line or an input already kept"})
     min_words: int = field(default=3, metadata={"help": "fewer words than this is 'empty'"})
-    max_chars: int = field(default=600, metadata={"help": "longer than this is 'degenerate'"})
+    max_chars: int = field(default=300, metadata={"help": "longer than this (or twice the longest seed, if more) "
+                                                          "is 'degenerate'"})
     min_distinct: float = field(default=0.4, metadata={"help": "distinct / total words below this is 'degenerate'"})
 
     def __post_init__(self):
@@ -39,6 +40,7 @@ class InputFilter:
         self.cfg = config or FilterConfig()
         self.seeds = list(seeds)
         self.seed_norms = {normalize(s) for s in seeds}
+        self.max_chars = max([self.cfg.max_chars] + [2 * len(s) for s in seeds])
         self.prompt_norm = normalize(prompt_text)
         # prompt lines worth comparing against (the demonstration's problem, instructions)
         self.prompt_lines = [ln for ln in (normalize(x) for x in re.split(r"[\n]+", prompt_text))
@@ -60,7 +62,7 @@ class InputFilter:
         if len(text.split()) < cfg.min_words:
             return "empty"
         letters = sum(c.isalpha() for c in text)
-        if (len(words) < cfg.min_words or len(text) > cfg.max_chars or len(set(words)) / len(words) < cfg.min_distinct
+        if (len(words) < cfg.min_words or len(text) > self.max_chars or len(set(words)) / len(words) < cfg.min_distinct
                 or letters < 0.5 * len(text.replace(" ", ""))):
             return "degenerate"
         if norm in self.prompt_norm and len(words) >= 4 or any(
