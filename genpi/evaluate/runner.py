@@ -20,7 +20,7 @@ from tqdm import tqdm
 from ..generate import LocalBackend
 from ..scenario import Scenario, student_messages, teacher_messages
 from . import kl as klmod
-from .environment import ends_episode, environment_messages
+from ..synth.stages import environment_messages, environment_parser
 
 FLOOR, CEILING = "no_prompt", "with_prompt"
 
@@ -106,20 +106,27 @@ def _n_tokens(tok, text: str) -> int:
     return len(tok(text, add_special_tokens=False)["input_ids"])
 
 
-def _conversations(backend: LocalBackend, env_backend: LocalBackend, model, sc: Scenario, v: Variant, xs: list[str], cfg: RunSettings) -> list[list[dict]]:
-    """Agent/environment turns for each input: [agent, env, agent, ...]; the first is the first-turn reply."""
+def _conversations(backend: LocalBackend, env_backend: LocalBackend, model, sc: Scenario, v: Variant,
+                   xs: list[str], cfg: RunSettings) -> list[list[dict]]:
+    """Agent/environment turns for each input: [agent, env, agent, ...]; the first is the first-turn reply.
+
+    From the second agent turn on, the base model plays the scenario's environment with the same
+    role-play instructions synthesis uses (genpi.synth.stages), until it ends the episode.
+    """
     first = backend.chat([v.messages(sc, x) for x in xs], max_new_tokens=cfg.max_new_tokens, seed=cfg.seed)
     convs = [[{"role": "assistant", "content": r}] for r in first]
     live = list(range(len(xs)))
+    parse_env = environment_parser(sc.environment.end_marker)  # synthesis's role-play, reused as is
     for _ in range(cfg.turns - 1):
         if not live:
             break
         with _base_only(model):  # the environment is the base model, never the adapter
             env = env_backend.chat([environment_messages(sc, xs[i], convs[i]) for i in live],
-                               max_new_tokens=cfg.max_new_tokens, seed=cfg.seed)
+                                   max_new_tokens=cfg.max_new_tokens, seed=cfg.seed)
         going = []
         for i, e in zip(live, env):
-            if not ends_episode(sc, e):
+            e, ended = parse_env(e)
+            if not ended:
                 convs[i].append({"role": "user", "content": e})
                 going.append(i)
         live = going
