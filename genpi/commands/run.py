@@ -19,6 +19,7 @@ def add_arguments(p):
     common.add_generator(p)
     p.add_argument("--methods", default="genpi", metavar="M[,M...]",
                    help=f"training methods to compare, comma-separated from {', '.join(METHODS)} (default: genpi)")
+    p.add_argument("--no-bench", action="store_true", help="skip the inference-cost benchmark")
 
 
 def main(args) -> int:
@@ -30,8 +31,21 @@ def main(args) -> int:
         raise common.GenpiError(f"--methods: unknown method(s) {', '.join(bad) or '(none)'}; choose from {', '.join(METHODS)}")
     preset = get_preset(args.preset)
     sc = common.scenario_arg(args)
+    if not sc.eval.inputs:
+        raise common.GenpiError(f"scenario '{args.scenario}' has no eval.inputs, so 'genpi run' cannot evaluate: "
+                                "add held-out inputs under eval: inputs:")
     ref = common.model_arg(args.model, preset.model)
-    common.generator_arg(args)
-    common.out_dir_arg(args.out)
+    gen = common.generator_arg(args)
+    out = common.out_dir_arg(args.out)
     common.fit_arg(sc, ref)
-    common.not_built("run", 5)
+    from ..pipeline import run_pipeline
+    from .eval import summary_line
+
+    result = run_pipeline(sc, ref, out, preset, methods, gen, bench=not args.no_bench)
+    print(summary_line(result["report"]))
+    if result["bench"] is not None:
+        r = result["bench"]["ratios"][result["bench"]["internalized_variant"]]
+        print(f"bench: internalized / with_prompt = {r['flops']:.2f} FLOPs, {r['latency']:.2f} latency")
+    print(f"wrote {out}/report/report.md, {out}/bench/bench.md and run.json "
+          f"({result['run']['seconds_total']:.0f} s this run)")
+    return 0

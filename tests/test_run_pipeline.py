@@ -1,0 +1,63 @@
+"""`genpi run` with the smoke preset on the tiny model: every stage end to end, then a resumed rerun."""
+
+from __future__ import annotations
+
+import json
+
+SCENARIO = """\
+name: tiny-run
+prompt:
+  - {role: system, content: "You are a shell agent. Reply with a Plan line, then one command."}
+  - {role: user, content: "Task: count the files in /etc"}
+  - {role: assistant, content: "Plan: count them.\\n```sh\\nls /etc | wc -l\\n```"}
+input_template: "Task: {input}"
+seed_inputs:
+  - How many users are there?
+  - Show the size of /var/log.
+  - Which process uses the most memory?
+environment: {role: a Linux shell, end_when: the agent writes Final, max_turns: 2}
+eval:
+  checks:
+    - {name: protocol, regex: '\\APlan: '}
+  inputs:
+    - How many files are in /tmp?
+    - {input: "Which kernel is running?", expect: {contains_any: [uname]}}
+"""
+
+
+def test_smoke_run_end_to_end_and_resume(cli, write, tmp_path):
+    s = write("s.yaml", SCENARIO)
+    out = tmp_path / "RUN"
+    args = ("run", str(s), "--out", str(out), "--preset", "smoke", "--methods", "genpi,sft")
+    res = cli(*args, timeout=900)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "tiny-run: score with_prompt" in res.stdout and "genpi" in res.stdout and "bench:" in res.stdout
+    assert (out / "data" / "records.jsonl").is_file()
+    for m in ("genpi", "sft"):
+        assert (out / "adapters" / m / "adapter_model.safetensors").is_file()
+    report = json.loads((out / "report" / "report.json").read_text())
+    assert list(report["variants"]) == ["with_prompt", "no_prompt", "genpi", "sft"]
+    assert report["n_inputs"] == 2 and "retention" in report["variants"]["genpi"]
+    assert (out / "bench" / "bench.json").is_file()
+    run = json.loads((out / "run.json").read_text())
+    assert run["methods"] == ["genpi", "sft"] and set(run["seconds"]) >= {"synth", "train genpi", "eval", "bench"}
+
+    # the same command again: every stage finds its output and nothing is redone
+    before = {p: p.stat().st_mtime_ns for p in out.rglob("*.safetensors")}
+    records = (out / "data" / "records.jsonl").read_text()
+    outputs = (out / "report" / "outputs.jsonl").read_text()
+    again = cli(*args, timeout=900)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*.safetensors")} == before
+    assert (out / "data" / "records.jsonl").read_text() == records
+    assert (out / "report" / "outputs.jsonl").read_text() == outputs
+    assert json.loads((out / "report" / "report.json").read_text())["variants"] == report["variants"]
+
+
+def test_run_rejects_bad_methods_and_missing_eval_inputs(cli, write, tmp_path):
+    s = write("s.yaml", SCENARIO)
+    bad = cli("run", str(s), "--out", str(tmp_path / "R"), "--preset", "smoke", "--methods", "genpi,magic")
+    assert bad.returncode == 2 and "magic" in bad.stderr and bad.stderr.count("\n") == 1
+    bare = write("bare.yaml", "prompt: just a prompt\n")
+    res = cli("run", str(bare), "--out", str(tmp_path / "R2"), "--preset", "smoke")
+    assert res.returncode == 2 and "eval.inputs" in res.stderr
