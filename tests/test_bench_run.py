@@ -150,3 +150,19 @@ def test_bad_numbers_are_one_line_errors(scenario, tiny_ref, tmp_path):
         run_bench(scenario, tiny_ref, None, tmp_path, 0, "smoke")
     with pytest.raises(GenpiError, match="adapter folder"):
         run_bench(scenario, tiny_ref, tmp_path / "missing", tmp_path, 1, "smoke")
+
+
+def test_peak_memory_counts_new_tensors_until_they_are_freed(tiny_model):
+    import torch
+
+    from genpi.bench.memory import PeakMemory
+
+    with PeakMemory(tiny_model) as pm:
+        a = torch.ones(1000)  # 4,000 bytes
+        b = a * 2             # 4,000 more
+        w = tiny_model.lm_head.weight.t()  # a view of a weight: not new memory
+        del a, b, w
+        c = torch.ones(500)   # 2,000, after the others were freed
+    assert pm.peak_new == 8000 and pm.live == 2000 and c.numel() == 500
+    assert pm.weights == sum(p.numel() * 4 for p in tiny_model.parameters())
+    assert pm.peak == pm.weights + 8000

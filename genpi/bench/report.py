@@ -52,7 +52,7 @@ def _variant(v, ctxs, shape, reply, prefix_len, warm, timings, memory) -> dict:
         "latency": {"total_s": _stat(totals), "ttft_s_per_turn": ttft, "ttft_s_mean": _mean(ttft),
                     "cumulative_s_per_turn": cum_s},
         "kv_bytes": _mean([r.kv_bytes for r in warm]),
-        "kv_bytes_analytic": shape.kv_bytes(round(last_ctx), bytes_per_value),
+        "kv_bytes_analytic": _mean([shape.kv_bytes(len(conv[-1]) + reply - 1, bytes_per_value) for conv in ctxs]),
         "peak_mem_bytes": memory,
         "weights_bytes": weights,
         "lora_params": v.lora_params,
@@ -165,6 +165,11 @@ def markdown(r: dict) -> str:
     lines += ["", f"One-time prompt cache (shared by every conversation, not in the rows above): {pcache['tokens']} "
               f"tokens, {pcache['flops'] / 1e9:.1f} GFLOPs, {pcache['build_s']:.2f} s, "
               f"{pcache['kv_bytes'] / MiB:.1f} MiB of KV.", "", "## What it means", ""]
+    load = max(m["loadavg_before"][0], m["loadavg_after"][0])
+    if load > m["cores"]:
+        lines += [f"**Warning:** load average {load:.1f} on {m['cores']} cores: other processes competed for the "
+                  "CPU during the run, so latencies are noisy (see the min–max spread); FLOPs, tokens and KV bytes "
+                  "are not affected.", ""]
     lines += [f"- {x}" for x in _findings(r)]
     lines += ["", "## Notes", ""] + [f"- {n}" for n in r["notes"] + [f"Peak memory: {r['peak_mem_method']}."]]
     return "\n".join(lines) + "\n"
@@ -183,7 +188,14 @@ def _findings(r: dict) -> list[str]:
     out.append(f"Against re-sending the prompt every turn, prefix caching removes {sp:.0%} of the FLOPs and "
                f"{lp:.0%} of the latency per conversation; {name} removes {si:.0%} and {li:.0%}.")
     share = sp / si if si > 0 else float("nan")
-    if share >= 0.75:
+    if share >= 1:
+        extra = iv["tokens"]["prefilled_per_turn"][0] - pv["tokens"]["prefilled_per_turn"][0]
+        out.append(f"Per conversation, prefix caching saves at least as much compute as internalizing here "
+                   f"({sp:.0%} vs {si:.0%} of the FLOPs, the cache's one-time cost aside): what is left of a cached "
+                   f"prompt's cost is attention over it, while the no-prompt input re-sends its own template and "
+                   f"chat-template preamble every turn ({extra:+.0f} tokens at turn 1 against the cached variant)"
+                   + (" and the unmerged LoRA adds its matmuls." if vs[name]["lora_params"] else "."))
+    elif share >= 0.75:
         out.append(f"Prefix caching already gets most of the compute saving here ({share:.0%} of what internalizing "
                    "saves): with a reused prompt cache the prompt's remaining cost is attention, not prefill.")
     else:

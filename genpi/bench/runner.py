@@ -73,4 +73,5 @@ def run_conversation(v: Variant, contexts: list[list[int]], reply_tokens: int, e
         run.replies.append(d.ids)
         run.first_logits = d.first_logits if run.first_logits is None else run.first_logits
         run.kv_bytes = cache_bytes(d.cache)
+        del d  # a stateless turn's cache goes before the next turn starts
     return run
