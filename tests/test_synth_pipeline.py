@@ -290,8 +290,8 @@ def test_config_from_preset(sc):
     from genpi.synth import SynthConfig
 
     cfg = SynthConfig.from_preset("quick", sc)
-    assert cfg.num_inputs == 32 and cfg.max_new_tokens == 96 and cfg.input_tokens == 192
-    assert cfg.max_turns == 3  # the smaller of the preset's 3 and the scenario's 5
+    assert cfg.num_inputs == 24 and cfg.max_new_tokens == 64 and cfg.input_tokens == 128
+    assert cfg.max_turns == 2  # the smaller of the preset's 2 and the scenario's 5
     assert SynthConfig.from_preset("paper", sc).max_turns == 5
     assert SynthConfig.from_preset("paper", sc, max_turns=9).max_turns == 9  # an explicit flag wins
     with pytest.raises(GenpiError, match="batch-size"):

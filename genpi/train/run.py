@@ -15,7 +15,6 @@ import random
 import resource
 import shutil
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +23,7 @@ from tqdm.auto import tqdm
 
 from .. import __version__
 from ..errors import GenpiError
+from ..files import write_dir_atomically
 from ..models import ModelRef, load_adapter, load_model, load_tokenizer
 from ..presets import Preset, get_preset
 from ..scenario import Scenario
@@ -285,15 +285,10 @@ def last_complete_checkpoint(ckpt: Path) -> str | None:
 
 def _write_merged(ref: ModelRef, out: Path, tok) -> Path:
     """ADAPTER_DIR/merged: base + adapter merged into plain weights, with the tokenizer (servable as is)."""
-    target = out / "merged"
-    tmp = Path(tempfile.mkdtemp(prefix="merged.", dir=out))
-    try:
+
+    def build(tmp: Path):
         merged = load_adapter(load_model(ref), out, merge=True)
         merged.save_pretrained(str(tmp), safe_serialization=True)
         tok.save_pretrained(str(tmp))
-        shutil.rmtree(target, ignore_errors=True)
-        tmp.rename(target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return target
+
+    return write_dir_atomically(out / "merged", build)
