@@ -92,6 +92,9 @@ def test_retention_follows_the_scores(evaluated):
         assert v[name]["retention"] == (pytest.approx(want) if want is not None else None)
         want_n = None if ceiling == floor else (v[name]["score"] - floor) / (ceiling - floor)
         assert v[name]["normalized"] == (pytest.approx(want_n) if want_n is not None else None)
+        for check, rate in v[name]["checks"].items():
+            top = v["with_prompt"]["checks"][check]
+            assert v[name]["check_retention"][check] == (None if not top else pytest.approx(rate / top))
 
 
 def test_markdown_png_and_outputs(evaluated):

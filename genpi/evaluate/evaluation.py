@@ -135,6 +135,9 @@ def evaluate(scenario: Scenario | str | Path, model_ref: ModelRef | str, adapter
         if name != CEILING:
             v["retention"] = scoring.retention(v["score"], ceiling)
             v["normalized"] = scoring.normalized(v["score"], floor, ceiling)
+            # the same ratio per check: retention of the reply protocol is what the quality targets name
+            v["check_retention"] = {c: scoring.retention(rate, variants[CEILING]["checks"].get(c))
+                                    for c, rate in v["checks"].items()}
     if ceiling == 0:
         notes.append("with_prompt scored 0, so retention (score / with_prompt score) is undefined and left null")
     elif ceiling is not None and ceiling == floor:
