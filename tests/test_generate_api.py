@@ -4,15 +4,13 @@ and one real round trip through `transformers serve` on loopback (slow)."""
 from __future__ import annotations
 
 import json
-import os
 import socket
-import subprocess
-import sys
 import threading
 import time
 
 import httpx
 import pytest
+from conftest import transformers_server
 
 from genpi.errors import GenpiError
 from genpi.generate import FakeBackend, build_backend
@@ -112,39 +110,10 @@ def test_registry():
 
 # -- a real OpenAI-compatible server ------------------------------------------------------------
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def served_tiny(tiny_ref):
-    port = _free_port()
-    cli = os.path.join(os.path.dirname(sys.executable), "transformers")
-    proc = subprocess.Popen([cli, "serve", tiny_ref.path, "--host", "127.0.0.1", "--port", str(port),
-                             "--device", "cpu", "--log-level", "warning"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.time() + 120
-        while time.time() < deadline:
-            if proc.poll() is not None:
-                pytest.fail(f"transformers serve exited: {proc.stderr.read()[-2000:]}")
-            try:
-                if httpx.get(base + "/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.5)
-        else:
-            pytest.fail("transformers serve did not come up in 120 s")
+    with transformers_server(tiny_ref.path, timeout=120) as base:
         yield base + "/v1"
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 @pytest.mark.slow
