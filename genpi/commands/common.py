@@ -95,9 +95,6 @@ def adapters_arg(paths: list[str] | None) -> list[Path]:
     return [check_adapter_dir(a) for a in (paths or [])]
 
 
-def not_built(verb: str, issue: int) -> None:
-    raise GenpiError(f"'genpi {verb}' is not built yet (tracked in issue #{issue}); its inputs were checked and are valid")
-
 
 def fit_arg(sc: Scenario, ref: ModelRef):
     """Load the tokenizer and check the prompt fits the model's context; return the tokenizer."""
