@@ -192,8 +192,24 @@ def load_tokenizer(ref: ModelRef):
     return tok
 
 
+def default_device() -> str:
+    """Where models run: $GENPI_DEVICE (cpu, cuda, cuda:1, mps ...) or the first GPU when there is one."""
+    import torch
+
+    wanted = os.environ.get("GENPI_DEVICE", "").strip()
+    if wanted:
+        try:
+            dev = torch.device(wanted)
+        except RuntimeError:
+            raise GenpiError(f"GENPI_DEVICE={wanted!r} is not a device torch knows: use cpu, cuda or cuda:N")
+        if dev.type == "cuda" and not torch.cuda.is_available():
+            raise GenpiError(f"GENPI_DEVICE={wanted} but torch sees no CUDA GPU: unset it to run on the CPU")
+        return str(dev)
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 def load_model(ref: ModelRef, dtype: str = "float32", device: str | None = None):
-    """Load the base model in eval mode (fp32 on CPU by default)."""
+    """Load the base model in eval mode, fp32, on `device` (default: `default_device()`)."""
     import torch
     from transformers import AutoModelForCausalLM
 
@@ -202,8 +218,7 @@ def load_model(ref: ModelRef, dtype: str = "float32", device: str | None = None)
     hf_logging.disable_progress_bar()
     torch_dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
     model = AutoModelForCausalLM.from_pretrained(ref.path, gguf_file=ref.gguf_file, dtype=torch_dtype)
-    if device:
-        model.to(device)
+    model.to(device or default_device())
     model.eval()
     return model
 

@@ -76,3 +76,16 @@ def test_short_batches_skip_the_cache(model, tiny_tok):
     b = LocalBackend(model, tiny_tok, min_prefix=10_000)
     b.chat(_convs()[:2], max_new_tokens=2)
     assert b.stats["prefix_builds"] == 0
+
+
+def test_a_started_assistant_turn_is_continued_not_answered(model, tiny_tok):
+    be = LocalBackend(model, tiny_tok, batch_size=2)
+    assert be.continues
+    user = [{"role": "user", "content": "List three shell tasks."}]
+    started = user + [{"role": "assistant", "content": "1. Count users\n2."}]
+    ids = be.encode(started)
+    text = tiny_tok.decode(ids)
+    assert text.endswith("1. Count users\n2.")  # no end-of-turn marker, no new assistant header after it
+    assert ids[:len(be.encode(user))] == be.encode(user)  # the same opening as answering the user turn
+    out = be.chat([started], max_new_tokens=4)
+    assert isinstance(out[0], str)

@@ -61,3 +61,21 @@ def test_adapter_dir_checks(tmp_path):
         check_adapter_dir(tmp_path)
     (tmp_path / "adapter_model.safetensors").write_bytes(b"")
     assert check_adapter_dir(tmp_path) == tmp_path
+
+
+def test_device_comes_from_genpi_device_or_the_hardware(monkeypatch):
+    import torch
+
+    from genpi.models import default_device
+
+    monkeypatch.delenv("GENPI_DEVICE", raising=False)
+    assert default_device() == ("cuda" if torch.cuda.is_available() else "cpu")
+    monkeypatch.setenv("GENPI_DEVICE", "cpu")
+    assert default_device() == "cpu"
+    monkeypatch.setenv("GENPI_DEVICE", "warp-drive")
+    with pytest.raises(GenpiError, match="GENPI_DEVICE='warp-drive' is not a device"):
+        default_device()
+    if not torch.cuda.is_available():
+        monkeypatch.setenv("GENPI_DEVICE", "cuda")
+        with pytest.raises(GenpiError, match="sees no CUDA GPU"):
+            default_device()

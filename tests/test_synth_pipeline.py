@@ -93,9 +93,9 @@ def sc(write):
     return load_scenario(write("shell.yaml", SCENARIO))
 
 
-def _run(sc, tiny_ref, out, canned, num_inputs=3, max_turns=3, **kw):
+def _run(sc, tiny_ref, out, canned, num_inputs=3, max_turns=3, continues=False, **kw):
     kw.setdefault("batch_size", 2)
-    base = FakeBackend(canned, name="base")
+    base = FakeBackend(canned, name="base", continues=continues)
     return synthesize(sc, tiny_ref, {"kind": "same"}, out, num_inputs, max_turns, "smoke",
                       base_backend=base, generator_backend=base, progress=False, **kw)
 
@@ -133,6 +133,25 @@ def test_stages_wire_into_records(sc, tiny_ref, tmp_path):
     assert meta["teacher_checks"] == {"protocol": 3}
     assert meta["sampling"]["inputs"] == {"temperature": 1.0, "top_p": 0.9}
     assert "records" in format_summary(summary) and "seed" in format_summary(summary)
+
+
+def test_a_backend_that_continues_gets_the_examples_as_the_start_of_its_list(sc, tiny_ref, tmp_path):
+    seen = []
+
+    def canned(conv):
+        if "new requests that a user could send" in conv[0]["content"]:
+            seen.append(conv)
+            k = len(seen)
+            return f" {REQUESTS[2 * k]}\n{conv[-1]['content'].count(chr(10)) + 2}. {REQUESTS[2 * k + 1]}"
+        return Canned()(conv)
+
+    _run(sc, tiny_ref, tmp_path / "D", canned, num_inputs=4, max_turns=1, continues=True)
+    first = seen[0]
+    assert [m["role"] for m in first] == ["user", "assistant"]
+    assert first[1]["content"] in ("1. How many users are on this machine?\n2. Show the free disk space.\n3.",
+                                   "1. Show the free disk space.\n2. How many users are on this machine?\n3.")
+    inputs = {r["input"] for r in _records(tmp_path / "D")}
+    assert inputs == {REQUESTS[i] for i in range(2, 6)}
 
 
 def test_end_marker_stops_the_episode(sc, tiny_ref, tmp_path):

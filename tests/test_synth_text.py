@@ -98,3 +98,43 @@ def test_length_limit_follows_the_seeds():
     assert 300 < len(long_input) < 2 * len(long_seed)
     assert InputFilter([], PROMPT).reason(long_input) == "degenerate"
     assert InputFilter([long_seed], PROMPT).reason(long_input) is None
+
+
+def test_inputs_prompt_continues_a_list_of_the_examples_when_the_backend_can(write):
+    import random
+
+    from genpi.scenario import load_scenario
+    from genpi.synth import stages
+
+    sc = load_scenario(write("s.yaml", "name: s\nprompt: Be a shell agent.\n"))
+    rng = random.Random(0)
+    msgs = stages.inputs_prompt(sc, ["Count users.", "Show disk use."], 4, rng, continues=True)
+    assert [m["role"] for m in msgs] == ["user", "assistant"]
+    assert msgs[1]["content"] == "1. Count users.\n2. Show disk use.\n3."
+    assert "Write 6 new requests" in msgs[0]["content"] and "Be a shell agent." in msgs[0]["content"]
+    # the continuation of "3." and what follows are new; the shown examples are not kept
+    assert stages.parse_inputs(msgs, "Which kernel runs here?\n4. List open ports.\n5. Tell me the uptime.") == [
+        "Which kernel runs here?", "List open ports.", "Tell me the uptime."]
+    # no examples: the list opens at "1."
+    assert stages.inputs_prompt(sc, [], 4, rng, continues=True)[1]["content"] == "1."
+    # a backend that cannot continue gets the examples quoted in one user turn
+    plain = stages.inputs_prompt(sc, ["Count users."], 4, rng, continues=False)
+    assert [m["role"] for m in plain] == ["user"] and "1. Count users." in plain[0]["content"]
+    assert stages.parse_inputs(plain, "1. Reboot the box.\n2. Show the date.") == ["Reboot the box.", "Show the date."]
+
+
+def test_pick_examples_prefers_seeds_and_adds_one_kept_input():
+    import random
+
+    from genpi.synth.stages import pick_examples
+
+    seeds, kept = [f"seed {i}" for i in range(5)], [f"kept {i}" for i in range(9)]
+    rng = random.Random(1)
+    for _ in range(20):
+        shown = pick_examples(seeds, kept, 3, rng)
+        assert len(shown) == 3 and sum(x.startswith("kept") for x in shown) == 1
+    assert all(x.startswith("seed") for x in pick_examples(seeds, [], 3, rng))
+    assert all(x.startswith("kept") for x in pick_examples([], kept, 3, rng))
+    one_seed = pick_examples(["the seed"], kept, 3, rng)
+    assert "the seed" in one_seed and len(one_seed) == 3
+    assert pick_examples([], [], 3, rng) == []

@@ -11,10 +11,13 @@ _SPECIAL = re.compile(r"<\|[^|>\s]{1,40}\|>|</?s>|<(?:end_of_turn|start_of_turn|
 
 class Backend(Protocol):
     name: str
+    # True when a conversation may end with a started assistant turn, which `chat` then continues
+    # (its reply is the continuation alone); False when every conversation must end with a user turn
+    continues: bool
 
     def chat(self, conversations: list[list[dict]], *, max_new_tokens: int, temperature: float = 0.0,
              top_p: float = 1.0, seed: int | None = None) -> list[str]:
-        """One reply per conversation; each conversation ends with a user turn."""
+        """One reply per conversation (see `continues` for conversations ending with an assistant turn)."""
         ...
 
 

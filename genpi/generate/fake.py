@@ -14,8 +14,10 @@ from typing import Callable, Iterable
 
 class FakeBackend:
     def __init__(self, replies: Iterable[str] | Callable[[list[dict]], str] = (), *, name: str = "fake",
-                 default: str | None = None, fail_times: int = 0, error: type[Exception] = RuntimeError):
+                 default: str | None = None, fail_times: int = 0, error: type[Exception] = RuntimeError,
+                 continues: bool = False):
         self.name = name
+        self.continues = continues
         self.fn = replies if callable(replies) else None
         self.queue = deque([] if callable(replies) else replies)
         self.default = default

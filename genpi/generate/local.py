@@ -38,8 +38,13 @@ class LocalBackend:
         self._prefixes: OrderedDict[tuple[int, ...], object] = OrderedDict()
         self.stats = {"prefix_hits": 0, "prefix_builds": 0, "prefill_tokens_saved": 0}
 
+    continues = True  # a conversation ending with an assistant turn is continued, not answered
+
     def encode(self, conv: list[dict]) -> list[int]:
-        out = self.tok.apply_chat_template(conv, tokenize=True, add_generation_prompt=True)
+        if conv and conv[-1]["role"] == "assistant":
+            out = self.tok.apply_chat_template(conv, tokenize=True, continue_final_message=True)
+        else:
+            out = self.tok.apply_chat_template(conv, tokenize=True, add_generation_prompt=True)
         return list(out["input_ids"] if hasattr(out, "keys") else out)
 
     def chat(self, conversations, *, max_new_tokens, temperature=0.0, top_p=1.0, seed=None):

@@ -80,6 +80,8 @@ class OpenAIBackend:
 
         return self._with_retries(probe)
 
+    continues = False  # servers differ on continuing a final assistant turn; callers must not rely on it
+
     def chat(self, conversations, *, max_new_tokens, temperature=0.0, top_p=1.0, seed=None):
         def one(i_conv):
             i, conv = i_conv

@@ -124,13 +124,15 @@ class _Run:
         try:
             for r in range(rounds):
                 rng = random.Random(f"{cfg.seed}/{len(self.pool)}/{self.counts['candidates']}/{r}")
-                examples = self.sc.seed_inputs + self.pool
                 n_calls = min(cfg.calls_per_round, max(2, need - len(todo)))
-                calls = [stages.inputs_prompt(self.sc, examples, cfg.inputs_per_call, rng, cfg.examples_shown)
-                         for _ in range(n_calls)]
-                replies = self.gen().chat(calls, max_new_tokens=cfg.input_tokens, seed=rng.randrange(2**31),
-                                          **stages.INPUTS.sampling())
-                candidates = [c for reply in replies for c in stages.INPUTS.parse(reply)]
+                gen = self.gen()
+                continues = bool(getattr(gen, "continues", False))
+                calls = [stages.inputs_prompt(
+                    self.sc, stages.pick_examples(self.sc.seed_inputs, self.pool, cfg.examples_shown, rng),
+                    cfg.inputs_per_call, rng, continues) for _ in range(n_calls)]
+                replies = gen.chat(calls, max_new_tokens=cfg.input_tokens, seed=rng.randrange(2**31),
+                                   **stages.INPUTS.sampling())
+                candidates = [c for call, reply in zip(calls, replies) for c in stages.parse_inputs(call, reply)]
                 kept = self.filter.add(candidates)
                 with critical():
                     for x in kept:

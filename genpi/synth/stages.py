@@ -50,7 +50,7 @@ INPUTS = Stage(
     template=(
         "You are helping to test an AI agent. The agent works by the rule book below.\n\n"
         f"{RULES_OPEN}\n{{prompt}}\n{RULES_CLOSE}\n\n"
-        "{examples}\n\n"
+        "{examples}"
         "Write {n} new requests that a user could send to this agent. {focus} Every request must make "
         "sense on its own and differ from the examples and from the other requests. Reply with a "
         "numbered list, one request per line, and nothing else: no answers, no comments."),
@@ -69,16 +69,42 @@ FOCUS_HINTS = (
 )
 
 
-def inputs_prompt(sc: Scenario, pool: list[str], n: int, rng: random.Random, k_examples: int = 3) -> list[dict]:
-    """One call's messages: the rule book, a random few examples (seeds or inputs kept so far), a random focus."""
-    shown = rng.sample(pool, min(k_examples, len(pool))) if pool else []
-    if shown:
-        examples = "Some requests users have sent to this agent:\n" + "\n".join(
-            f"{i}. {x}" for i, x in enumerate(shown, 1))
-    else:
-        examples = "No example requests are available; infer their kind from the rule book."
-    text = INPUTS.render(prompt=sc.prompt_text, examples=examples, n=n, focus=rng.choice(FOCUS_HINTS))
-    return [{"role": "user", "content": text}]
+def pick_examples(seeds: list[str], kept: list[str], k: int, rng: random.Random) -> list[str]:
+    """Up to k example requests: real seeds first (all but one slot when there are kept inputs), so
+    that a weak generator stays anchored to them, and a kept input for variety."""
+    from_kept = min(len(kept), max(k - len(seeds), 1 if k > 1 else 0))
+    shown = rng.sample(seeds, min(len(seeds), k - from_kept)) + rng.sample(kept, from_kept)
+    rng.shuffle(shown)
+    return shown
+
+
+def inputs_prompt(sc: Scenario, shown: list[str], n: int, rng: random.Random, continues: bool) -> list[dict]:
+    """One call's messages: the rule book, the example requests and a random focus.
+
+    With a backend that continues a started assistant turn (`continues`), the examples open the
+    reply as items 1..k of the numbered list and the generator writes the next items: a small model
+    continues a list of real requests far more faithfully than it follows an instruction to write
+    one (on the embedded 135M model most instruction-written requests were off-topic). Otherwise
+    the examples are quoted in the instruction. `parse_inputs` reads either reply.
+    """
+    listed = "\n".join(f"{i}. {x}" for i, x in enumerate(shown, 1))
+    focus = rng.choice(FOCUS_HINTS)
+    if continues:
+        user = INPUTS.render(prompt=sc.prompt_text, examples="", n=n + len(shown), focus=focus)
+        return [{"role": "user", "content": user},
+                {"role": "assistant", "content": (listed + "\n" if listed else "") + f"{len(shown) + 1}."}]
+    examples = (f"Some requests users have sent to this agent:\n{listed}\n\n" if shown else
+                "No example requests are available; infer their kind from the rule book.\n\n")
+    return [{"role": "user", "content": INPUTS.render(prompt=sc.prompt_text, examples=examples, n=n, focus=focus)}]
+
+
+def parse_inputs(messages: list[dict], reply: str) -> list[str]:
+    """The new requests in a reply to `inputs_prompt(...)` (a continued list loses its example items)."""
+    if messages[-1]["role"] != "assistant":
+        return INPUTS.parse(reply)
+    started = messages[-1]["content"]
+    shown = started.count("\n")  # items 1..k, one per line, before the open "k+1."
+    return INPUTS.parse(f"{started} {reply}")[shown:]
 
 
 # -- teacher / student outputs --------------------------------------------------------------

@@ -210,7 +210,7 @@ def _fit(cfg: TrainConfig, ref: ModelRef, tok, built: Built, out: Path, ckpt: Pa
     lora = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
                       target_modules="all-linear", bias="none", task_type="CAUSAL_LM")
     peft_model = get_peft_model(model, lora)
-    cuda = torch.cuda.is_available()
+    cuda = model.device.type == "cuda"
     args = TrainingArguments(
         output_dir=str(ckpt), per_device_train_batch_size=1, gradient_accumulation_steps=cfg.grad_accum,
         num_train_epochs=1, learning_rate=cfg.learning_rate, lr_scheduler_type="cosine",
@@ -219,6 +219,7 @@ def _fit(cfg: TrainConfig, ref: ModelRef, tok, built: Built, out: Path, ckpt: Pa
         report_to="none", dataloader_num_workers=0, remove_unused_columns=False,
         train_sampling_strategy="sequential", seed=cfg.seed, logging_nan_inf_filter=False,
         bf16=cuda and torch.cuda.is_bf16_supported(), dataloader_pin_memory=cuda, disable_tqdm=not progress,
+        use_cpu=model.device.type == "cpu",
     )
     trainer = GenpiTrainer(model=peft_model, args=args,
                            train_dataset=StepDataset(plan, built.sft, built.pg, built.teacher),
@@ -264,7 +265,7 @@ def _fit(cfg: TrainConfig, ref: ModelRef, tok, built: Built, out: Path, ckpt: Pa
                   "tokens": trained, "teacher_tokens": trainer.tokens["teacher"],
                   "tokens_per_s": round(trained / wall, 1) if wall > 0 else None,
                   "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-                  "device": "cuda" if cuda else "cpu", "bf16": bool(args.bf16), "threads": torch.get_num_threads()},
+                  "device": str(model.device), "bf16": bool(args.bf16), "threads": torch.get_num_threads()},
         "log_history": history,
     }
 
