@@ -45,7 +45,7 @@ PRESETS = {
     # about 20 minutes on a 2-core CPU; agent replies in the shipped scenarios are well under 64 tokens
     "quick": Preset("quick", model="default", num_inputs=24, max_turns=2, max_new_tokens=64, reason_tokens=64,
                     epochs=4, batch_size=2, grad_accum=1, learning_rate=5e-4, max_source_tokens=512,
-                    max_target_tokens=512, eval_max_new_tokens=64, bench_repeats=2,
+                    max_target_tokens=512, eval_max_new_tokens=64, bench_repeats=1,
                     pg_fraction=0.25),
     "paper": Preset("paper", model="default", num_inputs=1000, max_turns=10, max_new_tokens=512, reason_tokens=512,
                     epochs=10, batch_size=4, grad_accum=8, learning_rate=1e-4, max_source_tokens=512,

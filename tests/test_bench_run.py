@@ -166,3 +166,10 @@ def test_peak_memory_counts_new_tensors_until_they_are_freed(tiny_model):
     assert pm.peak_new == 8000 and pm.live == 2000 and c.numel() == 500
     assert pm.weights == sum(p.numel() * 4 for p in tiny_model.parameters())
     assert pm.peak == pm.weights + 8000
+
+
+def test_findings_say_adds_when_a_variant_is_slower():
+    from genpi.bench.report import _change
+
+    assert _change(0.82, "FLOPs") == "removes 82% of the FLOPs"
+    assert _change(-0.07, "latency") == "adds 7% to the latency"
