@@ -54,6 +54,20 @@ def test_smoke_run_end_to_end_and_resume(cli, write, tmp_path):
     assert json.loads((out / "report" / "report.json").read_text())["variants"] == report["variants"]
 
 
+def test_run_sizes_override_the_preset(cli, write, tmp_path):
+    s = write("s.yaml", SCENARIO)
+    out = tmp_path / "RUN"
+    res = cli("run", str(s), "--out", str(out), "--preset", "smoke", "--num-inputs", "3", "--max-turns", "1",
+              "--epochs", "2", "--no-bench", timeout=900)
+    assert res.returncode == 0, res.stderr[-3000:]
+    records = [json.loads(x) for x in (out / "data" / "records.jsonl").read_text().splitlines()]
+    assert len(records) == 3 and all(len(r["conversation"]) == 1 for r in records)
+    assert json.loads((out / "adapters" / "genpi" / "genpi.json").read_text())["train"]["epochs"] == 2
+    assert not (out / "bench").exists()
+    bad = cli("run", str(s), "--out", str(out), "--preset", "smoke", "--epochs", "0")
+    assert bad.returncode == 2 and "--epochs must be above 0" in bad.stderr
+
+
 def test_run_rejects_bad_methods_and_missing_eval_inputs(cli, write, tmp_path):
     s = write("s.yaml", SCENARIO)
     bad = cli("run", str(s), "--out", str(tmp_path / "R"), "--preset", "smoke", "--methods", "genpi,magic")

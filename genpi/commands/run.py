@@ -20,6 +20,11 @@ def add_arguments(p):
     p.add_argument("--methods", default="genpi", metavar="M[,M...]",
                    help=f"training methods to compare, comma-separated from {', '.join(METHODS)} (default: genpi)")
     p.add_argument("--no-bench", action="store_true", help="skip the inference-cost benchmark")
+    g = p.add_argument_group("sizes (defaults: the preset's; a changed size redoes the stages it feeds)")
+    g.add_argument("--num-inputs", type=int, default=None, metavar="N", help="pseudo inputs to synthesize")
+    g.add_argument("--max-turns", type=int, default=None, metavar="T",
+                   help="agent turns per role-play conversation (at most the scenario's environment.max_turns)")
+    g.add_argument("--epochs", type=float, default=None, metavar="E", help="training epochs of every method")
 
 
 def main(args) -> int:
@@ -29,7 +34,11 @@ def main(args) -> int:
     bad = [m for m in methods if m not in METHODS]
     if bad or not methods:
         raise common.GenpiError(f"--methods: unknown method(s) {', '.join(bad) or '(none)'}; choose from {', '.join(METHODS)}")
-    preset = get_preset(args.preset)
+    for flag in ("num_inputs", "max_turns", "epochs"):
+        v = getattr(args, flag)
+        if v is not None and v <= 0:
+            raise common.GenpiError(f"--{flag.replace('_', '-')} must be above 0 (got {v})")
+    preset = get_preset(args.preset, num_inputs=args.num_inputs, max_turns=args.max_turns, epochs=args.epochs)
     sc = common.scenario_arg(args)
     if not sc.eval.inputs:
         raise common.GenpiError(f"scenario '{args.scenario}' has no eval.inputs, so 'genpi run' cannot evaluate: "
