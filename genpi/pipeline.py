@@ -69,7 +69,7 @@ def run_pipeline(scenario: Scenario, model_ref: ModelRef, out_dir: str | Path, p
         tokens = min(40, preset.eval_max_new_tokens)  # bench's own defaults, scaled down for the smoke preset
         bench_result = _stage("bench", timings, lambda: run_bench(
             scenario, model_ref, adapters[0], out / "bench", turns=min(3, preset.max_turns), preset=preset,
-            reply_tokens=tokens, env_tokens=tokens, progress=progress))
+            reply_tokens=tokens, env_tokens=tokens, conversations=preset.bench_conversations, progress=progress))
     summary = {"scenario": scenario.name, "model": model_ref.name, "preset": preset.name, "methods": list(methods),
                "outputs": {"data": "data", "adapters": {m: f"adapters/{m}" for m in methods}, "report": "report",
                            "bench": "bench" if bench else None},
