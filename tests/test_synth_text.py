@@ -115,6 +115,10 @@ def test_inputs_prompt_continues_a_list_of_the_examples_when_the_backend_can(wri
     # the continuation of "3." and what follows are new; the shown examples are not kept
     assert stages.parse_inputs(msgs, "Which kernel runs here?\n4. List open ports.\n5. Tell me the uptime.") == [
         "Which kernel runs here?", "List open ports.", "Tell me the uptime."]
+    # an example written over several lines is one item of the list, so the examples are still dropped
+    multi = stages.inputs_prompt(sc, ["Count the users\n  of this machine.", "Show disk use."], 4, rng, continues=True)
+    assert multi[1]["content"] == "1. Count the users of this machine.\n2. Show disk use.\n3."
+    assert stages.parse_inputs(multi, "Reboot it.") == ["Reboot it."]
     # no examples: the list opens at "1."
     assert stages.inputs_prompt(sc, [], 4, rng, continues=True)[1]["content"] == "1."
     # a backend that cannot continue gets the examples quoted in one user turn

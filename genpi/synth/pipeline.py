@@ -121,12 +121,12 @@ class _Run:
         rounds = cfg.rounds_allowed(need - len(todo))
         bar = self._bar("inputs", need, initial=len(todo))
         writer = store.JsonlWriter(self.paths["inputs"])
+        gen = self.gen()
+        continues = bool(getattr(gen, "continues", False))  # a registered third-party backend may not say
         try:
             for r in range(rounds):
                 rng = random.Random(f"{cfg.seed}/{len(self.pool)}/{self.counts['candidates']}/{r}")
                 n_calls = min(cfg.calls_per_round, max(2, need - len(todo)))
-                gen = self.gen()
-                continues = bool(getattr(gen, "continues", False))
                 calls = [stages.inputs_prompt(
                     self.sc, stages.pick_examples(self.sc.seed_inputs, self.pool, cfg.examples_shown, rng),
                     cfg.inputs_per_call, rng, continues) for _ in range(n_calls)]

@@ -87,7 +87,7 @@ def inputs_prompt(sc: Scenario, shown: list[str], n: int, rng: random.Random, co
     one (on the embedded 135M model most instruction-written requests were off-topic). Otherwise
     the examples are quoted in the instruction. `parse_inputs` reads either reply.
     """
-    listed = "\n".join(f"{i}. {x}" for i, x in enumerate(shown, 1))
+    listed = "\n".join(f"{i}. {' '.join(x.split())}" for i, x in enumerate(shown, 1))  # one line per item
     focus = rng.choice(FOCUS_HINTS)
     if continues:
         user = INPUTS.render(prompt=sc.prompt_text, examples="", n=n + len(shown), focus=focus)
