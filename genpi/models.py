@@ -192,6 +192,24 @@ def load_tokenizer(ref: ModelRef):
     return tok
 
 
+def encode_chat(tok, messages: list[dict], mode: str = "generate") -> list[int]:
+    """The one chat encoder: `messages` rendered by the model's own chat template, as token ids.
+
+    mode "generate": followed by the prompt that opens the assistant's next turn (what a model answers);
+    "continue": the last message is a started assistant turn, left open to be continued;
+    "complete": the conversation as it stands, every turn closed (what training supervises).
+    """
+    if mode == "generate":
+        out = tok.apply_chat_template(messages, tokenize=True, add_generation_prompt=True)
+    elif mode == "continue":
+        out = tok.apply_chat_template(messages, tokenize=True, continue_final_message=True)
+    elif mode == "complete":
+        out = tok.apply_chat_template(messages, tokenize=True)
+    else:
+        raise ValueError(f"unknown chat encoding mode {mode!r}")
+    return list(out["input_ids"] if hasattr(out, "keys") else out)
+
+
 def default_device() -> str:
     """Where models run: $GENPI_DEVICE (cpu, cuda, cuda:1, mps ...) or the first GPU when there is one."""
     import torch
@@ -228,23 +246,13 @@ def context_length(model_or_config) -> int | None:
     return getattr(cfg, "max_position_embeddings", None)
 
 
-def check_adapter_dir(path: str | Path) -> Path:
-    """Raise a clear error unless `path` holds a PEFT adapter (adapter_config.json + safetensors)."""
-    p = Path(path)
-    if not p.is_dir():
-        raise GenpiError(f"adapter folder '{path}' not found: pass a folder written by 'genpi train'")
-    missing = [f for f in ("adapter_config.json", "adapter_model.safetensors") if not (p / f).is_file()]
-    if missing:
-        raise GenpiError(f"'{path}' is not an adapter folder (missing {', '.join(missing)}): "
-                         "pass a folder written by 'genpi train'")
-    return p
-
-
 def load_adapter(model, adapter_dir: str | Path, merge: bool = False):
     """Attach a saved LoRA adapter (safetensors) to `model`; optionally merge it into the weights."""
     from peft import PeftModel
 
-    path = check_adapter_dir(adapter_dir)
+    from .artifacts import AdapterDir
+
+    path = AdapterDir(adapter_dir).require().path
     peft_model = PeftModel.from_pretrained(model, str(path), is_trainable=False)
     peft_model.eval()
     return peft_model.merge_and_unload() if merge else peft_model

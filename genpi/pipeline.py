@@ -1,11 +1,11 @@
 """`run_pipeline`: synth -> train each method -> eval all -> bench, each stage resuming from its files.
 
 Layout of OUT_DIR:
-    data/             genpi synth   (records.jsonl, meta.json)
+    data/             genpi synth
     adapters/METHOD/  genpi train   (one PEFT adapter per method)
-    report/           genpi eval    (report.json, report.md, report.png, outputs.jsonl)
-    bench/            genpi bench   (bench.json, bench.md, bench.png), on the first method's adapter
-    run.json          what ran, what was reused, and the seconds per stage
+    report/           genpi eval
+    bench/            genpi bench, on the first method's adapter
+    run.json          what ran, and the seconds per stage
 
 Every stage keys its output on its inputs (scenario, model, data, settings) and returns at once when
 that output is already there, so rerunning the same command resumes a killed run and a changed
@@ -16,14 +16,34 @@ from __future__ import annotations
 
 import sys
 import time
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-from .errors import GenpiError
-from .evaluate.report import write_json
+from .artifacts import write_run_summary
+from .bench import BenchConfig
+from .evaluate import EvalConfig
 from .models import ModelRef
-from .presets import Preset, get_preset
 from .scenario import Scenario
-from .train.config import METHODS
+from .synth import SynthConfig
+from .train import TrainConfig, parse_methods
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """One config per stage, built once from the preset and the command line."""
+
+    preset: str
+    synth: SynthConfig
+    train: TrainConfig
+    eval: EvalConfig
+    bench: BenchConfig
+
+    @classmethod
+    def from_preset(cls, preset: str, scenario: Scenario, *, synth: dict | None = None,
+                    train: dict | None = None, eval: dict | None = None, bench: dict | None = None) -> "RunConfig":
+        return cls(preset, SynthConfig.from_preset(preset, scenario, **(synth or {})),
+                   TrainConfig.from_preset(preset, **(train or {})), EvalConfig.from_preset(preset, **(eval or {})),
+                   BenchConfig.from_preset(preset, **(bench or {})))
 
 
 def _stage(name: str, timings: dict, fn):
@@ -35,44 +55,37 @@ def _stage(name: str, timings: dict, fn):
     return result
 
 
-def run_pipeline(scenario: Scenario, model_ref: ModelRef, out_dir: str | Path, preset: Preset | str = "quick",
-                 methods: list[str] | tuple[str, ...] = ("genpi",), generator_spec: dict | None = None, *,
+def run_pipeline(scenario: Scenario, model_ref: ModelRef, out_dir: str | Path, config: RunConfig,
+                 methods: list[str] | tuple[str, ...] | str = ("genpi",), generator_spec=None, *,
                  bench: bool = True, progress: bool = True) -> dict:
-    """Run every stage for `scenario`; return {"report": report.json's dict, "bench": ..., "timings": ...}."""
+    """Run every stage for `scenario`; return {"report": report.json's dict, "bench": ..., "run": ...}."""
     from .bench import run_bench
     from .evaluate import evaluate
     from .synth import synthesize
     from .train import train_adapter
 
-    preset = preset if isinstance(preset, Preset) else get_preset(preset)
-    bad = [m for m in methods if m not in METHODS]
-    if bad or not methods:
-        raise GenpiError(f"unknown method(s) {', '.join(bad) or '(none)'}: choose from {', '.join(METHODS)}")
-    if not scenario.eval.inputs:
-        raise GenpiError(f"scenario '{scenario.source or scenario.name}' has no eval.inputs, so 'genpi run' "
-                         "cannot evaluate: add held-out inputs under eval: inputs:")
+    methods = parse_methods(methods)
+    scenario.require_eval_inputs("evaluate in 'genpi run'")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
     data = out / "data"
-    _stage("synth", timings, lambda: synthesize(scenario, model_ref, generator_spec, data, preset=preset,
+    _stage("synth", timings, lambda: synthesize(scenario, model_ref, generator_spec, data, config.synth,
                                                 progress=progress))
     adapters = []
-    for m in dict.fromkeys(methods):
+    for m in methods:
         a = out / "adapters" / m
-        _stage(f"train {m}", timings, lambda: train_adapter(scenario, model_ref, data, a, method=m, preset=preset,
-                                                          progress=progress))
+        cfg = replace(config.train, method=m)
+        _stage(f"train {m}", timings, lambda: train_adapter(scenario, model_ref, data, a, cfg, progress=progress))
         adapters.append(a)
-    report = _stage("eval", timings, lambda: evaluate(scenario, model_ref, adapters, out / "report", preset))
+    report = _stage("eval", timings, lambda: evaluate(scenario, model_ref, adapters, out / "report", config.eval))
     bench_result = None
     if bench:
-        tokens = min(40, preset.eval_max_new_tokens)  # bench's own defaults, scaled down for the smoke preset
-        bench_result = _stage("bench", timings, lambda: run_bench(
-            scenario, model_ref, adapters[0], out / "bench", turns=min(3, preset.max_turns), preset=preset,
-            reply_tokens=tokens, env_tokens=tokens, conversations=preset.bench_conversations, progress=progress))
-    summary = {"scenario": scenario.name, "model": model_ref.name, "preset": preset.name, "methods": list(methods),
+        bench_result = _stage("bench", timings, lambda: run_bench(scenario, model_ref, adapters[0], out / "bench",
+                                                                  config.bench, progress=progress))
+    summary = {"scenario": scenario.name, "model": model_ref.name, "preset": config.preset, "methods": methods,
                "outputs": {"data": "data", "adapters": {m: f"adapters/{m}" for m in methods}, "report": "report",
                            "bench": "bench" if bench else None},
                "seconds": timings, "seconds_total": round(sum(timings.values()), 1)}
-    write_json(out / "run.json", summary)
+    write_run_summary(out, summary)
     return {"report": report, "bench": bench_result, "run": summary}

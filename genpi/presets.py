@@ -1,62 +1,74 @@
-"""Presets: named sizes for every stage. `smoke` for tests, `quick` for a CPU, `paper` for the paper's sizes.
+"""Presets: named sizes for every stage, as data. `smoke` for tests, `quick` for a CPU, `paper` for the paper's sizes.
 
-Every field can be overridden by the matching command-line flag; a preset is only defaults.
+Each stage's values are keyword arguments of that stage's config (genpi/config.py and the `config`
+module of each stage); a flag given on the command line overrides them. `model` is the default --model.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+import dataclasses
 
 from .errors import GenpiError
 
-
-@dataclass(frozen=True)
-class Preset:
-    name: str
-    model: str                 # default --model
-    # synthesis
-    num_inputs: int            # pseudo inputs kept
-    max_turns: int             # role-play rounds (agent + environment) per record
-    max_new_tokens: int        # per agent / environment turn during synthesis and eval
-    reason_tokens: int         # per reason
-    # training
-    epochs: float
-    batch_size: int
-    grad_accum: int
-    learning_rate: float
-    max_source_tokens: int
-    max_target_tokens: int
-    # evaluation / bench
-    eval_max_new_tokens: int
-    bench_repeats: int
-    # conversations measured by the bench stage of `genpi run` (`genpi bench` takes --conversations)
-    bench_conversations: int
-    # share of records giving a prompt-generation (PG) example per epoch: PG targets carry the whole prompt,
-    # so they cost several SFT examples each; 1.0 = every record every epoch (the paper)
-    pg_fraction: float = 1.0
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
-PRESETS = {
-    "smoke": Preset("smoke", model="tiny", num_inputs=4, max_turns=2, max_new_tokens=16, reason_tokens=16,
-                    epochs=1, batch_size=2, grad_accum=1, learning_rate=1e-3, max_source_tokens=256,
-                    max_target_tokens=256, eval_max_new_tokens=16, bench_repeats=1, bench_conversations=1),
+PRESETS: dict[str, dict] = {
+    "smoke": {
+        "model": "tiny",
+        "synth": {"num_inputs": 4, "max_turns": 2, "max_new_tokens": 16, "reason_tokens": 16},
+        "train": {"epochs": 1, "batch_size": 2, "grad_accum": 1, "learning_rate": 1e-3,
+                  "max_source_tokens": 256, "max_target_tokens": 256},
+        "eval": {"max_new_tokens": 16},
+        "bench": {"turns": 2, "reply_tokens": 16, "env_tokens": 16, "conversations": 1, "repeats": 1},
+    },
     # quick: sized so that `genpi run` (synth + train + eval + bench) on the embedded 135M model takes
-    # about 20 minutes on a 2-core CPU; agent replies in the shipped scenarios are well under 64 tokens
-    "quick": Preset("quick", model="default", num_inputs=24, max_turns=2, max_new_tokens=64, reason_tokens=64,
-                    epochs=4, batch_size=2, grad_accum=1, learning_rate=5e-4, max_source_tokens=512,
-                    max_target_tokens=512, eval_max_new_tokens=64, bench_repeats=1, bench_conversations=1,
-                    pg_fraction=0.25),
-    "paper": Preset("paper", model="default", num_inputs=1000, max_turns=10, max_new_tokens=512, reason_tokens=512,
-                    epochs=10, batch_size=4, grad_accum=8, learning_rate=1e-4, max_source_tokens=512,
-                    max_target_tokens=512, eval_max_new_tokens=512, bench_repeats=5, bench_conversations=4),
+    # about 20 minutes on a 2-core CPU; agent replies in the shipped scenarios are well under 64 tokens.
+    # PG targets carry the whole prompt, so they cost several SFT examples each: pg_fraction 0.25.
+    "quick": {
+        "model": "default",
+        "synth": {"num_inputs": 24, "max_turns": 2, "max_new_tokens": 64, "reason_tokens": 64},
+        "train": {"epochs": 4, "batch_size": 2, "grad_accum": 1, "learning_rate": 5e-4,
+                  "max_source_tokens": 512, "max_target_tokens": 512, "pg_fraction": 0.25},
+        "eval": {"max_new_tokens": 64},
+        "bench": {"turns": 2, "reply_tokens": 40, "env_tokens": 40, "conversations": 1, "repeats": 1},
+    },
+    "paper": {
+        "model": "default",
+        "synth": {"num_inputs": 1000, "max_turns": 10, "max_new_tokens": 512, "reason_tokens": 512},
+        "train": {"epochs": 10, "batch_size": 4, "grad_accum": 8, "learning_rate": 1e-4,
+                  "max_source_tokens": 512, "max_target_tokens": 512},
+        "eval": {"max_new_tokens": 512},
+        "bench": {"turns": 3, "reply_tokens": 40, "env_tokens": 40, "conversations": 4, "repeats": 5},
+    },
 }
+STAGES = ("synth", "train", "eval", "bench")
 
 
-def get_preset(name: str | None, **overrides) -> Preset:
-    """The named preset with any non-None overrides applied."""
+def check_preset(name: str) -> str:
     if name not in PRESETS:
         raise GenpiError(f"unknown preset '{name}': choose one of {', '.join(PRESETS)}")
-    return replace(PRESETS[name], **{k: v for k, v in overrides.items() if v is not None})
+    return name
+
+
+def preset_model(name: str) -> str:
+    """The default --model of a preset."""
+    return PRESETS[check_preset(name)]["model"]
+
+
+def stage_values(name: str, stage: str) -> dict:
+    """The preset's values for one stage's config."""
+    return dict(PRESETS[check_preset(name)].get(stage, {}))
+
+
+def describe_default(cls, f: dataclasses.Field) -> str:
+    """For a flag's help: the presets' values of a field, or its plain default."""
+    per = {p: v[cls.STAGE][f.name] for p, v in PRESETS.items() if f.name in v.get(cls.STAGE, {})}
+    if f.default is not dataclasses.MISSING:
+        plain = "off" if f.default is False else f.default
+    else:
+        plain = None
+    if not per:
+        return str(plain)
+    text = ", ".join(f"{v:g} in {p}" if isinstance(v, float) else f"{v} in {p}" for p, v in per.items())
+    missing = [p for p in PRESETS if p not in per]
+    if missing and plain is not None:
+        text += f", {plain} in {', '.join(missing)}"
+    return text

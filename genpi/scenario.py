@@ -24,6 +24,9 @@ _TURN_MARKER = re.compile(r"^<(SYSTEM|USER|AGENT|ASSISTANT)>:[ \t]*$", re.MULTIL
 _MARKER_ROLE = {"SYSTEM": "system", "USER": "user", "AGENT": "assistant", "ASSISTANT": "assistant"}
 
 
+# how a prompt is quoted to a model that reads it as text (the generator, the simulated environment)
+RULE_BOOK_OPEN, RULE_BOOK_CLOSE = "=== RULE BOOK ===", "=== END OF RULE BOOK ==="
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -181,6 +184,13 @@ class Scenario(_Strict):
     def prompt_sha256(self) -> str:
         payload = json.dumps([m.model_dump() for m in self.prompt], ensure_ascii=False)
         return hashlib.sha256(payload.encode()).hexdigest()
+
+    def require_eval_inputs(self, verb: str) -> "Scenario":
+        """Raise a one-line error when there are no held-out inputs to `verb` on."""
+        if not self.eval.inputs:
+            raise GenpiError(f"scenario '{self.source or self.name}' has no eval.inputs, so genpi cannot {verb}: "
+                             "add held-out inputs under eval: inputs:")
+        return self
 
     def sha256(self) -> str:
         """Hash of everything that shapes synthesized data (not the eval section)."""
@@ -363,10 +373,9 @@ def _one_line(e: ValidationError) -> str:
 
 def check_fits(sc: Scenario, tokenizer, max_positions: int | None, reserve: int = 256) -> int:
     """Count the teacher prompt's tokens; raise if it leaves less than `reserve` tokens of context."""
-    ids = tokenizer.apply_chat_template(teacher_messages(sc, ""), tokenize=True, add_generation_prompt=True)
-    if hasattr(ids, "keys"):
-        ids = ids["input_ids"]
-    n = len(ids)
+    from .models import encode_chat
+
+    n = len(encode_chat(tokenizer, teacher_messages(sc, "")))
     if max_positions and n + reserve > max_positions:
         raise GenpiError(
             f"the prompt of '{sc.name}' is {n} tokens, which leaves under {reserve} of the model's "

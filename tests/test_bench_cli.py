@@ -66,7 +66,7 @@ def test_agentbench_os_on_the_embedded_model(tmp_path):
     """Acceptance: on the AgentBench OS prompt the FLOPs ratio is below 0.8 and prefix caching changes no text."""
     from pathlib import Path
 
-    from genpi.bench import run_bench
+    from genpi.bench import BenchConfig, run_bench
     from genpi.bench.random_adapter import make_random_adapter
     from genpi.models import resolve_model
     from genpi.scenario import load_scenario
@@ -77,8 +77,8 @@ def test_agentbench_os_on_the_embedded_model(tmp_path):
         pytest.skip("the AgentBench OS data is not in ../shared/data/agentbench-os/")
     ref = resolve_model("default")
     adapter = make_random_adapter(ref, tmp_path / "adapter")
-    r = run_bench(load_scenario(sc_path), ref, adapter, tmp_path / "R", 2, "smoke", reply_tokens=4, env_tokens=8,
-                  conversations=1, repeats=1, progress=False)
+    r = run_bench(load_scenario(sc_path), ref, adapter, tmp_path / "R",
+                  BenchConfig(turns=2, reply_tokens=4, env_tokens=8, conversations=1, repeats=1), progress=False)
     assert r["ratios"]["internalized"]["flops"] < 0.8
     ag = r["agreement"]["with_prompt_vs_prefix_cache"]
     assert ag["identical_replies"] == ag["replies"] == 2

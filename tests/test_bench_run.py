@@ -6,9 +6,10 @@ import json
 
 import pytest
 
-from genpi.bench import run_bench
+from genpi.artifacts import BenchDir
+from genpi.bench import BenchConfig, run_bench
 from genpi.bench.flops import LLAMA_PROJECTIONS, Shape, lora_params
-from genpi.bench.pipeline import MEASUREMENTS, _lora_params
+from genpi.bench.pipeline import _lora_params
 from genpi.bench.random_adapter import make_random_adapter
 from genpi.errors import GenpiError
 from genpi.scenario import load_scenario
@@ -47,8 +48,8 @@ def adapter(tiny_ref, tmp_path_factory):
 @pytest.fixture(scope="module")
 def bench(scenario, tiny_ref, adapter, tmp_path_factory):
     out = tmp_path_factory.mktemp("bench")
-    result = run_bench(scenario, tiny_ref, adapter, out, TURNS, "smoke", reply_tokens=REPLY, env_tokens=6,
-                       conversations=2, repeats=2, threads=1, progress=False)
+    result = run_bench(scenario, tiny_ref, adapter, out, BenchConfig(turns=TURNS, reply_tokens=REPLY, env_tokens=6,
+                       conversations=2, repeats=2, threads=1), progress=False)
     return out, result
 
 
@@ -99,7 +100,7 @@ def test_merged_adapter_matches_the_unmerged_one(bench):
 
 def test_the_frozen_history_is_the_prompted_models_own_replies(bench):
     out, r = bench
-    saved = json.loads((out / "conversations.json").read_text())["conversations"]
+    saved = json.loads(BenchDir(out).conversations_path.read_text())["conversations"]
     for c, rc in zip(saved, r["conversations"]):
         assert c["replies"] == rc["replies"]["with_prompt"]  # what with_prompt decodes, turn by turn
         assert [t["role"] for t in c["turns"]] == ["assistant", "user"] * (TURNS - 1)
@@ -130,16 +131,16 @@ def test_adapter_lora_params_match_the_formula(adapter, tiny_model):
 
 def test_a_rerun_resumes_the_timed_passes(bench, scenario, tiny_ref, adapter):
     out, first = bench
-    lines = (out / MEASUREMENTS).read_text().splitlines()
-    again = run_bench(scenario, tiny_ref, adapter, out, TURNS, "smoke", reply_tokens=REPLY, env_tokens=6,
-                      conversations=2, repeats=2, threads=1, progress=False)
-    assert (out / MEASUREMENTS).read_text().splitlines() == lines  # nothing re-timed
+    lines = BenchDir(out).measurements_path.read_text().splitlines()
+    again = run_bench(scenario, tiny_ref, adapter, out, BenchConfig(turns=TURNS, reply_tokens=REPLY, env_tokens=6,
+                      conversations=2, repeats=2, threads=1), progress=False)
+    assert BenchDir(out).measurements_path.read_text().splitlines() == lines  # nothing re-timed
     assert again["variants"]["with_prompt"]["latency"] == first["variants"]["with_prompt"]["latency"]
 
 
 def test_without_an_adapter_no_prompt_stands_in(scenario, tiny_ref, tmp_path):
-    r = run_bench(scenario, tiny_ref, None, tmp_path, 1, "smoke", reply_tokens=2, env_tokens=2,
-                  conversations=1, repeats=1, threads=1, progress=False)
+    r = run_bench(scenario, tiny_ref, None, tmp_path, BenchConfig(turns=1, reply_tokens=2, env_tokens=2,
+                  conversations=1, repeats=1, threads=1), progress=False)
     assert set(r["variants"]) == {"with_prompt", "with_prompt_prefix_cache", "no_prompt"}
     assert r["internalized_variant"] == "no_prompt" and "no_prompt" in r["ratios"]
     assert "No adapter was given" in (tmp_path / "bench.md").read_text()
@@ -147,9 +148,9 @@ def test_without_an_adapter_no_prompt_stands_in(scenario, tiny_ref, tmp_path):
 
 def test_bad_numbers_are_one_line_errors(scenario, tiny_ref, tmp_path):
     with pytest.raises(GenpiError, match="--turns must be at least 1"):
-        run_bench(scenario, tiny_ref, None, tmp_path, 0, "smoke")
+        BenchConfig.from_preset("smoke", turns=0)
     with pytest.raises(GenpiError, match="adapter folder"):
-        run_bench(scenario, tiny_ref, tmp_path / "missing", tmp_path, 1, "smoke")
+        run_bench(scenario, tiny_ref, tmp_path / "missing", tmp_path, BenchConfig.from_preset("smoke", turns=1))
 
 
 def test_peak_memory_counts_new_tensors_until_they_are_freed(tiny_model):

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from genpi.evaluate import evaluate
+from genpi.evaluate import EvalConfig, evaluate
 from genpi.evaluate.runner import plan_variants
+from genpi.scenario import load_scenario
 
 SCENARIO = """\
 name: tiny-eval
@@ -57,7 +58,7 @@ def evaluated(tiny_ref, adapters, tmp_path_factory):
     scen = tmp_path_factory.mktemp("scen") / "s.yaml"
     scen.write_text(SCENARIO)
     out = tmp_path_factory.mktemp("report")
-    report = evaluate(scen, tiny_ref, adapters, out, "smoke", max_new_tokens=6, batch_size=2)
+    report = evaluate(load_scenario(scen), tiny_ref, adapters, out, EvalConfig(max_new_tokens=6, batch_size=2))
     return scen, out, report
 
 
@@ -116,7 +117,7 @@ def test_rerun_reuses_stored_outputs(evaluated, tiny_ref, adapters, monkeypatch)
         raise AssertionError("a stored reply was generated again")
 
     monkeypatch.setattr(LocalBackend, "chat", boom)
-    again = evaluate(scen, tiny_ref, adapters, out, "smoke", max_new_tokens=6, batch_size=2)
+    again = evaluate(load_scenario(scen), tiny_ref, adapters, out, EvalConfig(max_new_tokens=6, batch_size=2))
     assert again["variants"] == report["variants"]
 
 
@@ -134,7 +135,7 @@ def test_variant_names_are_unique(tmp_path, adapters):
 def test_multi_turn_reports_per_turn_rates(tiny_ref, tmp_path):
     scen = tmp_path / "s.yaml"
     scen.write_text(SCENARIO)
-    report = evaluate(scen, tiny_ref, [], tmp_path / "r", "smoke", max_new_tokens=4, turns=2, batch_size=3)
+    report = evaluate(load_scenario(scen), tiny_ref, [], tmp_path / "r", EvalConfig(max_new_tokens=4, turns=2, batch_size=3))
     for v in report["variants"].values():
         turns = v["multi_turn"]
         assert turns[0]["turn"] == 1 and turns[0]["n"] == 3

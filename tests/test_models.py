@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from genpi.errors import GenpiError
-from genpi.models import EMBEDDED_GGUF, _embedded_gguf, check_adapter_dir, resolve_model
+from genpi.artifacts import AdapterDir
+from genpi.models import EMBEDDED_GGUF, _embedded_gguf, resolve_model
 
 
 def test_default_is_a_materialized_fp32_folder():
@@ -55,12 +56,12 @@ def test_folder_without_config_is_rejected(tmp_path):
 
 def test_adapter_dir_checks(tmp_path):
     with pytest.raises(GenpiError, match="not found"):
-        check_adapter_dir(tmp_path / "none")
+        AdapterDir(tmp_path / "none").require()
     with pytest.raises(GenpiError, match="adapter_model.safetensors"):
         (tmp_path / "adapter_config.json").write_text("{}")
-        check_adapter_dir(tmp_path)
+        AdapterDir(tmp_path).require()
     (tmp_path / "adapter_model.safetensors").write_bytes(b"")
-    assert check_adapter_dir(tmp_path) == tmp_path
+    assert AdapterDir(tmp_path).require().path == tmp_path
 
 
 def test_device_comes_from_genpi_device_or_the_hardware(monkeypatch):

@@ -17,7 +17,8 @@ from genpi.generate import FakeBackend
 from genpi.scenario import load_scenario
 from genpi.synth import format_summary, synthesize
 from genpi.synth.interrupts import critical, graceful_interrupts
-from genpi.synth.store import read_jsonl, valid_record
+from genpi.artifacts import DataDir, Record, read_jsonl
+from genpi.synth import SynthConfig
 
 SCENARIO = """\
 name: shell
@@ -96,12 +97,12 @@ def sc(write):
 def _run(sc, tiny_ref, out, canned, num_inputs=3, max_turns=3, continues=False, **kw):
     kw.setdefault("batch_size", 2)
     base = FakeBackend(canned, name="base", continues=continues)
-    return synthesize(sc, tiny_ref, {"kind": "same"}, out, num_inputs, max_turns, "smoke",
-                      base_backend=base, generator_backend=base, progress=False, **kw)
+    cfg = SynthConfig.from_preset("smoke", sc, num_inputs=num_inputs, max_turns=max_turns, **kw)
+    return synthesize(sc, tiny_ref, None, out, cfg, base_backend=base, generator_backend=base, progress=False)
 
 
 def _records(out):
-    return read_jsonl(out / "records.jsonl", valid_record)
+    return [r.to_json() for r in DataDir(out).read_records()]
 
 
 def test_stages_wire_into_records(sc, tiny_ref, tmp_path):
@@ -244,8 +245,8 @@ def test_empty_greedy_replies_are_retried_sampled(sc, tiny_ref, tmp_path):
             return replies
 
     base = FirstTeacherEmpty(canned)
-    synthesize(sc, tiny_ref, None, tmp_path / "D", 2, 1, "smoke", base_backend=base, generator_backend=base,
-               progress=False)
+    synthesize(sc, tiny_ref, None, tmp_path / "D", SynthConfig.from_preset("smoke", sc, num_inputs=2, max_turns=1),
+               base_backend=base, generator_backend=base, progress=False)
     recs = _records(tmp_path / "D")
     assert len(recs) == 2 and all(r["teacher_output"].startswith("Think") for r in recs)
     assert json.loads((tmp_path / "D" / "meta.json").read_text())["counts"]["sampled_retries"] == 2
@@ -267,7 +268,7 @@ import sys, time
 from genpi.generate import FakeBackend
 from genpi.models import resolve_model
 from genpi.scenario import load_scenario
-from genpi.synth import synthesize
+from genpi.synth import SynthConfig, synthesize
 sys.path.insert(0, {tests!r})
 from test_synth_pipeline import Canned
 
@@ -278,8 +279,10 @@ class Slow(Canned):
 
 fake = FakeBackend(Slow())
 try:
-    synthesize(load_scenario(sys.argv[1]), resolve_model("tiny"), None, sys.argv[2], 12, 2, "smoke",
-               base_backend=fake, generator_backend=fake, progress=False, batch_size=1)
+    sc = load_scenario(sys.argv[1])
+    cfg = SynthConfig.from_preset("smoke", sc, num_inputs=12, max_turns=2, batch_size=1)
+    synthesize(sc, resolve_model("tiny"), None, sys.argv[2], cfg, base_backend=fake, generator_backend=fake,
+               progress=False)
 except KeyboardInterrupt:
     sys.exit(130)
 """
@@ -299,7 +302,7 @@ def test_sigterm_stops_between_records(sc, tmp_path, tiny_ref):
     assert proc.returncode == 130, err
     assert "Rerun the same command to resume" in err
     lines = records.read_text().splitlines()
-    assert 2 <= len(lines) < 12 and all(valid_record(json.loads(x)) for x in lines)
+    assert 2 <= len(lines) < 12 and all(Record.model_validate(json.loads(x)) for x in lines)
     _run(sc, tiny_ref, out, Canned(), num_inputs=12, max_turns=2, batch_size=1)
     recs = _records(out)
     assert len(recs) == 12 and len({r["input"] for r in recs}) == 12

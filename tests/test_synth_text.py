@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from genpi.synth.filters import FilterConfig, InputFilter
-from genpi.synth.stages import environment_parser
-from genpi.synth.text import clean_reply, normalize, parse_list, similarity, strip_marker, tidy_item
+from genpi.envs import parse_environment_reply
+from genpi.synth.text import clean_reply, normalize, parse_list, similarity, tidy_item
 
 SEEDS = ["Tell me the max number of threads in my computer.",
          "How many empty files are there in /home and all of its content?"]
@@ -55,11 +55,13 @@ def test_normalize_and_similarity():
 
 
 def test_end_marker_stripped():
-    parse = environment_parser("[END]")
+    def parse(reply, marker="[END]"):
+        return parse_environment_reply(reply, marker)
+
     assert parse("The output of the OS:\n42 [END] trailing") == ("The output of the OS:\n42", True)
     assert parse("The output of the OS:\n42") == ("The output of the OS:\n42", False)
     assert parse("   ") == ("", True)  # an empty reply ends the episode too
-    assert strip_marker("no marker", "") == ("no marker", False)
+    assert parse("no marker", "") == ("no marker", False)
 
 
 def test_filter_drops_and_counts():

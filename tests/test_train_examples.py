@@ -12,7 +12,7 @@ from genpi.scenario import Scenario, student_messages
 from genpi.train.examples import (IGNORE, REASON_TAG, pg_example, pg_messages, prompt_sections, section_budget,
                                   sft_example)
 from genpi.train.masking import assistant_spans, end_of_turn_id
-from genpi.train.records import Record, load_records
+from genpi.artifacts import DataDir, Record
 
 PROMPT = [
     {"role": "system", "content": "You are a shell agent. Reply with a Think: line, then Act: bash and one fenced "
@@ -56,7 +56,7 @@ def test_sft_supervises_exactly_the_agent_turns(tiny_tok):
     sc, rec = scenario(), record(turns=3)
     ex = sft_example(tiny_tok, sc, rec, 512, 512).example
     decoded = [tiny_tok.decode(s) for s in spans_of(ex.labels)]
-    agent = [t["content"] for t in rec.conversation if t["role"] == "assistant"]
+    agent = [t["content"] for t in rec.turns() if t["role"] == "assistant"]
     assert decoded == [a + "<|im_end|>" for a in agent]
     full = tiny_tok.decode(ex.input_ids)
     assert "New problem:\nCount the users" in full and "output 1 here" in full  # context, not supervised
@@ -82,7 +82,7 @@ def test_teacher_twin_has_prompt_and_identical_targets(tiny_tok):
 
 def test_sft_keeps_whole_turns_within_max_target(tiny_tok):
     sc, rec = scenario(), record(turns=3)
-    r = assistant_spans(tiny_tok, student_messages(sc, rec.input, list(rec.conversation)), first=1)
+    r = assistant_spans(tiny_tok, student_messages(sc, rec.input, rec.turns()), first=1)
     first_turn_to_end = r.spans[0][1] - r.source_len
     b = sft_example(tiny_tok, sc, rec, 512, first_turn_to_end + 3)  # room for turn 1 only
     assert b.truncated and len(spans_of(b.example.labels)) == 1
@@ -106,7 +106,8 @@ def test_pg_target_is_prompt_then_reason(tiny_tok):
 
 def test_pg_shortens_outputs_to_fit_the_source_budget(tiny_tok):
     rec = record()
-    rec = Record(**{**rec.__dict__, "student_output": "word " * 300, "teacher_output": "other " * 300})
+    rec = Record(**{**rec.to_json(), "student_output": "word " * 300, "teacher_output": "other " * 300,
+                    "conversation": [{"role": "assistant", "content": "other " * 300}]})
     ex = pg_example(tiny_tok, rec, "PROMPT", 1, 1, 200, 512)
     first = next(i for i, x in enumerate(ex.labels) if x != IGNORE)
     assert first <= 200
@@ -156,18 +157,18 @@ def test_records_are_validated(tmp_path):
     good = {"id": "a", "input": "x", "teacher_output": "y", "student_output": "z", "reason": "r",
             "conversation": [{"role": "assistant", "content": "y"}, {"role": "user", "content": "env"}]}
     (tmp_path / "records.jsonl").write_text(json.dumps(good) + "\n" + '{"id": "b", "inp')  # torn last line
-    (rec,) = load_records(tmp_path)
-    assert rec.conversation == ({"role": "assistant", "content": "y"},)  # trailing environment turn dropped
+    (rec,) = DataDir(tmp_path).read_records()
+    assert rec.turns() == [{"role": "assistant", "content": "y"}]  # trailing environment turn dropped
     bad = dict(good, conversation=[{"role": "user", "content": "env first"}])
     (tmp_path / "records.jsonl").write_text(json.dumps(bad) + "\n")
     with pytest.raises(GenpiError, match="turn 0"):
-        load_records(tmp_path)
+        DataDir(tmp_path).read_records()
     (tmp_path / "records.jsonl").write_text("not json\n" + json.dumps(good) + "\n")
-    with pytest.raises(GenpiError, match=":1 is not valid JSON"):
-        load_records(tmp_path)
+    with pytest.raises(GenpiError, match="line 1 is not valid"):
+        DataDir(tmp_path).read_records()
     (tmp_path / "records.jsonl").write_text(json.dumps(good) + "\n" + json.dumps(good) + "\n")
     with pytest.raises(GenpiError, match="repeated"):
-        load_records(tmp_path)
+        DataDir(tmp_path).read_records()
     (tmp_path / "records.jsonl").write_text(json.dumps({"id": "a", "input": "x"}) + "\n")
     with pytest.raises(GenpiError, match="teacher_output"):
-        load_records(tmp_path)
+        DataDir(tmp_path).read_records()

@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from genpi.errors import GenpiError
-from genpi.presets import get_preset
+from genpi.kl import token_kl
+from genpi.presets import stage_values
 from genpi.train import losses
 from genpi.train.batches import StepCollator, StepDataset, build_plan
 from genpi.train.config import TrainConfig
@@ -52,8 +53,10 @@ def test_token_kl_matches_hand_computation():
     t = torch.log(torch.tensor([[0.5, 0.5], [0.9, 0.1]]))
     s = torch.log(torch.tensor([[0.25, 0.75], [0.9, 0.1]]))
     want = 0.5 * math.log(0.5 / 0.25) + 0.5 * math.log(0.5 / 0.75)  # second row: identical, 0
-    assert losses.token_kl(s, t).item() == pytest.approx(want, rel=1e-5)
-    assert losses.token_kl(t, t).item() == pytest.approx(0.0, abs=1e-7)
+    assert token_kl(t, s).sum().item() == pytest.approx(want, rel=1e-5)
+    assert token_kl(t, s)[1].item() == pytest.approx(0.0, abs=1e-7)
+    assert token_kl(s, t).sum().item() != pytest.approx(want, rel=1e-3)  # teacher first: the order matters
+    assert token_kl(t, t).sum().item() == pytest.approx(0.0, abs=1e-7)
 
 
 def test_positions_and_targets_are_shifted_by_one():
@@ -113,8 +116,8 @@ def test_collator_pads_each_kind_to_its_own_length_and_never_supervises_padding(
 
 
 def test_config_validation_and_presets():
-    cfg = TrainConfig.from_preset(get_preset("quick"), method="sft", lam=0.5, epochs=None)
-    assert cfg.epochs == get_preset("quick").epochs and cfg.learning_rate == get_preset("quick").learning_rate
+    cfg = TrainConfig.from_preset("quick", method="sft", lam=0.5, epochs=None)
+    assert cfg.epochs == 4 == stage_values("quick", "train")["epochs"] and cfg.learning_rate == 5e-4
     assert cfg.lora_r == 16 and cfg.lora_alpha == 32 and cfg.lora_dropout == 0.05
     assert not cfg.uses_pg and cfg.uses_sft
     assert TrainConfig(method="genpi", lam=0.0).uses_sft is False

@@ -13,7 +13,7 @@ from safetensors.torch import load_file
 
 from genpi.errors import GenpiError
 from genpi.scenario import load_scenario
-from genpi.train import losses, train_adapter
+from genpi.train import TrainConfig, losses, train_adapter
 from genpi.train.trainer import GenpiTrainer
 
 SCENARIO = """\
@@ -33,6 +33,11 @@ student_template: "New problem: {input}"
 """
 
 FAST = dict(max_source_tokens=256, max_target_tokens=48, batch_size=2, save_steps=1)
+
+
+def train(sc, ref, data, out, progress=False, preset="smoke", **kw):
+    """train_adapter with a TrainConfig built from the preset and `kw`."""
+    return train_adapter(sc, ref, data, out, TrainConfig.from_preset(preset, **kw), progress=progress)
 
 
 def write_data(folder: Path, n: int = 4) -> Path:
@@ -73,7 +78,7 @@ def lora_b(adapter: Path) -> dict[str, torch.Tensor]:
 def test_each_method_trains_a_standard_adapter(setup, tiny_ref, method):
     sc, data, root = setup
     out = root / f"a-{method}"
-    s = train_adapter(sc, tiny_ref, data, out, method=method, preset="smoke", epochs=2, progress=False,
+    s = train(sc, tiny_ref, data, out, method=method, preset="smoke", epochs=2, progress=False,
                       learning_rate=1e-2, **FAST)
     for f in ("adapter_config.json", "adapter_model.safetensors", "genpi.json", "loss.png"):
         assert (out / f).is_file(), f
@@ -104,7 +109,7 @@ def test_each_method_trains_a_standard_adapter(setup, tiny_ref, method):
 def test_loss_decreases_on_a_repeated_small_batch(setup, tiny_ref):
     sc, _, root = setup
     data = write_data(root / "data2", n=2)
-    s = train_adapter(sc, tiny_ref, data, root / "overfit", method="genpi", preset="smoke", epochs=12,
+    s = train(sc, tiny_ref, data, root / "overfit", method="genpi", preset="smoke", epochs=12,
                       progress=False, learning_rate=1e-1, logging_steps=1,
                       **{**FAST, "save_steps": 100, "max_target_tokens": 200})  # one PG section: same batch each step
     meta = json.loads((root / "overfit" / "genpi.json").read_text())
@@ -125,21 +130,21 @@ def test_rerun_is_a_no_op_and_other_settings_are_refused(setup, tiny_ref):
     sc, data, root = setup
     out = root / "a-genpi"  # trained above with these settings
     if not (out / "genpi.json").exists():
-        train_adapter(sc, tiny_ref, data, out, method="genpi", preset="smoke", epochs=2, progress=False,
+        train(sc, tiny_ref, data, out, method="genpi", preset="smoke", epochs=2, progress=False,
                       learning_rate=1e-2, **FAST)
     before = (out / "adapter_model.safetensors").stat().st_mtime_ns
-    train_adapter(sc, tiny_ref, data, out, method="genpi", preset="smoke", epochs=2, progress=False,
+    train(sc, tiny_ref, data, out, method="genpi", preset="smoke", epochs=2, progress=False,
                   learning_rate=1e-2, **FAST)
     assert (out / "adapter_model.safetensors").stat().st_mtime_ns == before
     with pytest.raises(GenpiError, match="learning_rate"):
-        train_adapter(sc, tiny_ref, data, out, method="genpi", preset="smoke", epochs=2, progress=False,
+        train(sc, tiny_ref, data, out, method="genpi", preset="smoke", epochs=2, progress=False,
                       learning_rate=2e-2, **FAST)
 
 
 def test_interrupted_run_resumes_to_the_same_adapter(setup, tiny_ref, monkeypatch):
     sc, data, root = setup
     kw = dict(method="genpi", preset="smoke", epochs=2, progress=False, learning_rate=1e-2, **FAST)
-    train_adapter(sc, tiny_ref, data, root / "whole", **kw)
+    train(sc, tiny_ref, data, root / "whole", **kw)
     real = GenpiTrainer.compute_loss
 
     def interrupt_at_3(self, *a, **k):
@@ -149,14 +154,14 @@ def test_interrupted_run_resumes_to_the_same_adapter(setup, tiny_ref, monkeypatc
 
     monkeypatch.setattr(GenpiTrainer, "compute_loss", interrupt_at_3)
     with pytest.raises(KeyboardInterrupt):
-        train_adapter(sc, tiny_ref, data, root / "cut", **kw)
+        train(sc, tiny_ref, data, root / "cut", **kw)
     assert (root / "cut" / "checkpoints" / "checkpoint-3").is_dir()
     assert not (root / "cut" / "genpi.json").exists()
     torn = root / "cut" / "checkpoints" / "checkpoint-4"  # a save cut short by a kill: no trainer_state.json
     torn.mkdir()
     (torn / "adapter_model.safetensors").write_bytes(b"partial")
     monkeypatch.setattr(GenpiTrainer, "compute_loss", real)
-    s = train_adapter(sc, tiny_ref, data, root / "cut", **kw)
+    s = train(sc, tiny_ref, data, root / "cut", **kw)
     assert s["train"]["resumed_from"] == "checkpoint-3"
     a, b = lora_b(root / "whole"), lora_b(root / "cut")
     assert a.keys() == b.keys()
@@ -177,7 +182,7 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(setup, tiny_re
     monkeypatch.setattr(losses, "token_nll", nan_later)
     out = root / "nan"
     with pytest.raises(GenpiError, match=r"non-finite loss at step 2.*checkpoint-2.*--lr"):
-        train_adapter(sc, tiny_ref, data, out, method="genpi", preset="smoke", epochs=2, progress=False, **FAST)
+        train(sc, tiny_ref, data, out, method="genpi", preset="smoke", epochs=2, progress=False, **FAST)
     kept = out / "checkpoints" / "checkpoint-2"
     assert kept.is_dir()
     assert all(torch.isfinite(v).all() for v in load_file(kept / "adapter_model.safetensors").values())
@@ -202,7 +207,7 @@ def test_adapter_round_trip_in_a_fresh_process_with_plain_peft(setup, tiny_ref, 
     sc, data, root = setup
     out = root / "a-sft"
     if not (out / "genpi.json").exists():
-        train_adapter(sc, tiny_ref, data, out, method="sft", preset="smoke", epochs=2, progress=False,
+        train(sc, tiny_ref, data, out, method="sft", preset="smoke", epochs=2, progress=False,
                       learning_rate=1e-2, **FAST)
     script = tmp_path / "plain_peft.py"
     script.write_text(ROUND_TRIP)
@@ -225,9 +230,9 @@ def test_merge_writes_a_plain_model_with_the_adapters_logits(setup, tiny_ref):
     sc, data, root = setup
     out = root / "a-sft"
     if not (out / "genpi.json").exists():
-        train_adapter(sc, tiny_ref, data, out, method="sft", preset="smoke", epochs=2, progress=False,
+        train(sc, tiny_ref, data, out, method="sft", preset="smoke", epochs=2, progress=False,
                       learning_rate=1e-2, **FAST)
-    s = train_adapter(sc, tiny_ref, data, out, method="sft", preset="smoke", epochs=2, progress=False,
+    s = train(sc, tiny_ref, data, out, method="sft", preset="smoke", epochs=2, progress=False,
                       learning_rate=1e-2, merge=True, **FAST)  # already trained: only merges
     merged = Path(s["merged"])
     assert (merged / "config.json").is_file() and (merged / "tokenizer.json").is_file()
@@ -254,7 +259,7 @@ def test_cli_trains_and_rejects_bad_input(setup, cli, tmp_path):
     (tmp_path / "bad").mkdir()
     (tmp_path / "bad" / "records.jsonl").write_text('{"id": 1}\n')
     res = cli("train", str(scen), "--data", str(tmp_path / "bad"), "--out", str(tmp_path / "x"), "--model", "tiny")
-    assert res.returncode == 2 and "records.jsonl:1" in res.stderr
+    assert res.returncode == 2 and "records.jsonl: line 1 is not valid" in res.stderr
 
 
 def test_data_from_another_scenario_is_refused(setup, tiny_ref, tmp_path):
@@ -262,7 +267,7 @@ def test_data_from_another_scenario_is_refused(setup, tiny_ref, tmp_path):
     other = write_data(tmp_path / "d")
     (other / "meta.json").write_text(json.dumps({"identity": {"scenario_sha256": "0" * 64}}))
     with pytest.raises(GenpiError, match="another scenario"):
-        train_adapter(sc, tiny_ref, other, tmp_path / "a", preset="smoke", progress=False, **FAST)
+        train(sc, tiny_ref, other, tmp_path / "a", preset="smoke", progress=False, **FAST)
     (other / "meta.json").write_text(json.dumps({"identity": {"scenario_sha256": sc.sha256()}}))
-    s = train_adapter(sc, tiny_ref, other, tmp_path / "a", method="sft", preset="smoke", progress=False, **FAST)
+    s = train(sc, tiny_ref, other, tmp_path / "a", method="sft", preset="smoke", progress=False, **FAST)
     assert s["data"]["synth_meta"]["identity"]["scenario_sha256"] == sc.sha256()

@@ -1,9 +1,21 @@
-"""The one owner of every file the stages exchange: what each holds (typed models) and how it is
-read and written (atomic JSON, append-only JSONL, hashes). No other module opens these files.
+"""The one owner of every file the stages exchange: what each holds (typed pydantic models) and how it
+is read and written (atomic JSON, append-only JSONL with one torn-line policy, file hashes).
+
+    DataDir      DATA_DIR of `genpi synth`: records.jsonl (Record), inputs.jsonl, calls.jsonl, meta.json (SynthMeta)
+    AdapterDir   ADAPTER_DIR of `genpi train`: the PEFT files, genpi.json (AdapterMeta), checkpoints/run.json
+    ReportDir    REPORT_DIR of `genpi eval`: report.json (Report), report.md/png, outputs.jsonl
+    BenchDir     REPORT_DIR of `genpi bench`: bench.json (BenchReport), bench.md/png, measurements.jsonl,
+                 conversations.json
+No other module names or opens these files.
 """
 
+from .adapter import AdapterDir, AdapterMeta
+from .data import DataDir, Record, SynthMeta, Turn, input_id
 from .io import (JsonlAppender, append_jsonl, file_sha256, read_json, read_jsonl, text_sha256,
                  write_json_atomic, write_jsonl_atomic, write_text_atomic)
+from .reports import BenchDir, BenchReport, OutputRow, Report, ReportDir, VariantScore, write_run_summary
 
-__all__ = ["JsonlAppender", "append_jsonl", "file_sha256", "read_json", "read_jsonl", "text_sha256",
-           "write_json_atomic", "write_jsonl_atomic", "write_text_atomic"]
+__all__ = ["AdapterDir", "AdapterMeta", "BenchDir", "BenchReport", "DataDir", "JsonlAppender", "OutputRow",
+           "Record", "Report", "ReportDir", "SynthMeta", "Turn", "VariantScore", "append_jsonl", "file_sha256",
+           "input_id", "read_json", "read_jsonl", "text_sha256", "write_json_atomic", "write_jsonl_atomic",
+           "write_run_summary", "write_text_atomic"]

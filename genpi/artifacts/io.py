@@ -1,9 +1,9 @@
 """The low-level file I/O every artifact goes through: atomic JSON, append-only JSONL, file hashes.
 
 One policy for JSONL everywhere: lines are appended whole (written, flushed and synced before the
-call returns); a last line that a killed run left without its newline, or that is not valid JSON,
-is a torn write and is cut off the file when it is next read; an invalid line anywhere else is an
-error that names the line and the fix.
+call returns), so only the bytes after the last newline can be a torn write (a run killed while
+writing). Readers ignore those bytes; a writer cuts them off before it appends. Every complete
+line must be valid: an invalid one is an error that names the file, the line and the fix.
 """
 
 from __future__ import annotations
@@ -53,6 +53,7 @@ class JsonlAppender:
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        _cut_torn_tail(self.path)
         self._f = self.path.open("a", encoding="utf-8")
 
     def write(self, obj: Any) -> None:
@@ -76,41 +77,65 @@ def append_jsonl(path: str | Path, obj: Any) -> None:
         w.write(obj)
 
 
-def read_jsonl(path: str | Path, keep: Callable[[Any], bool] | None = None,
+def read_jsonl(path: str | Path, parse: Callable[[Any], Any] | None = None,
                fix: str = "fix or delete that line, or pass a new output folder") -> list[Any]:
-    """The lines of a JSONL file as objects ([] when there is no file).
+    """The complete lines of a JSONL file, each through `parse` ([] when there is no file).
 
-    `keep(obj)` says whether a parsed line is valid. A torn last line (no newline after it, or not
-    valid) is cut off the file; an invalid line before the last is a GenpiError naming it and `fix`.
+    `parse(obj)` returns the value to keep or raises ValueError (a pydantic ValidationError is one)
+    when the line is not valid. Bytes after the last newline (a torn write) are ignored, not removed:
+    a reader must not cut a file that another process may be appending to.
     """
     path = Path(path)
     if not path.is_file():
         return []
     data = path.read_bytes()
     out: list[Any] = []
-    pos = 0
-    while pos < len(data):
-        nl = data.find(b"\n", pos)
-        if nl == -1:  # no newline after it: written only in part
-            break
-        line = data[pos:nl]
-        if line.strip():
-            try:
-                obj = json.loads(line)
-                ok = keep is None or bool(keep(obj))
-            except (ValueError, UnicodeDecodeError):
-                ok = False
-            if not ok:
-                if data[nl + 1:].strip():
-                    lineno = data.count(b"\n", 0, pos) + 1
-                    raise GenpiError(f"{path}: line {lineno} is not valid: {fix}")
-                break
-            out.append(obj)
-        pos = nl + 1
-    if pos < len(data):
-        with path.open("r+b") as f:
-            f.truncate(pos)
+    end = data.rfind(b"\n") + 1
+    for lineno, line in enumerate(data[:end].split(b"\n")[:-1], 1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+            out.append(parse(obj) if parse else obj)
+        except (ValueError, UnicodeDecodeError) as e:
+            why = _first_line(e)
+            raise GenpiError(f"{path}: line {lineno} is not valid ({why}): {fix}")
     return out
+
+
+def _first_line(e: Exception) -> str:
+    from pydantic import ValidationError
+
+    if isinstance(e, ValidationError):
+        err = e.errors()[0]
+        where = ".".join(str(x) for x in err.get("loc", ())) or "record"
+        return f"{where}: {err.get('msg', 'invalid')}"
+    text = " ".join(str(e).split())
+    return text[:160] or type(e).__name__
+
+
+def _cut_torn_tail(path: Path) -> None:
+    """Remove the bytes after the last newline (left by a killed writer) before appending."""
+    if not path.is_file():
+        return
+    with path.open("r+b") as f:
+        size = f.seek(0, os.SEEK_END)
+        if not size:
+            return
+        back = min(size, 1 << 20)
+        while True:
+            f.seek(size - back)
+            chunk = f.read(back)
+            nl = chunk.rfind(b"\n")
+            if nl != -1:
+                keep = size - back + nl + 1
+                break
+            if back == size:
+                keep = 0
+                break
+            back = min(size, back * 4)
+        if keep < size:
+            f.truncate(keep)
 
 
 def write_jsonl_atomic(path: str | Path, rows: list[Any]) -> Path:

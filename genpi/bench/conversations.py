@@ -1,11 +1,12 @@
 """The fixed multi-turn conversations every bench variant runs through.
 
-A conversation is built once and frozen (saved as REPORT_DIR/conversations.json and reused by a
-rerun with the same settings):
+A conversation is built once and frozen (saved in the report folder and reused by a rerun with the
+same settings):
 - the user's input is a held-out input of the scenario (`eval.inputs`, else its seed inputs);
 - the agent turns in the history are the prompted base model's greedy replies of exactly
   `reply_tokens` tokens (the end-of-turn token masked out), i.e. what `with_prompt` itself says;
-- the environment turns are written once by the base model playing the scenario's environment.
+- the environment turns are written once by the base model playing the scenario's environment, with
+  the same instructions synthesis and evaluation use (genpi.envs.simulated).
 
 Every variant then sees the same conversation tokens and differs only in how the prompt is
 handled; at each agent turn it decodes exactly `reply_tokens` new tokens itself.
@@ -13,17 +14,13 @@ handled; at each agent turn it decodes exactly `reply_tokens` new tokens itself.
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
-from tqdm import tqdm
-
+from ..artifacts import BenchDir
 from ..errors import GenpiError
+from ..models import encode_chat
 from ..scenario import Scenario, student_messages, teacher_messages
 from .decode import greedy
-
-FILE = "conversations.json"
 
 
 @dataclass
@@ -48,21 +45,6 @@ def messages(sc: Scenario, conv: Conversation, turn: int, with_prompt: bool) -> 
     return build(sc, conv.input, conv.turns[:2 * turn])
 
 
-def environment_messages(sc: Scenario, x: str, history: list[dict]) -> list[dict]:
-    """The base model plays the environment: the agent's turns become its user turns."""
-    env = sc.environment
-    brief = (f"You play {env.role}. An agent is working on this task: {x}\n"
-             f"Answer each of the agent's messages the way {env.role} would. {env.instructions}").strip()
-    swapped = [{"role": "user" if t["role"] == "assistant" else "assistant", "content": t["content"]}
-               for t in history]
-    return [{"role": "system", "content": brief}] + swapped
-
-
-def encode(tok, msgs: list[dict]) -> list[int]:
-    out = tok.apply_chat_template(msgs, tokenize=True, add_generation_prompt=True)
-    return list(out["input_ids"] if hasattr(out, "keys") else out)
-
-
 def eos_ids(tok, model) -> list[int]:
     ids = model.generation_config.eos_token_id
     ids = list(ids) if isinstance(ids, (list, tuple)) else [ids]
@@ -71,36 +53,32 @@ def eos_ids(tok, model) -> list[int]:
 
 def build(sc: Scenario, model, tok, inputs: list[str], turns: int, reply_tokens: int,
           env_tokens: int) -> list[Conversation]:
-    """Role-play each input for `turns` agent turns with the prompted base model (greedy)."""
+    """Role-play each input for `turns` agent turns: the prompted base model answers with exactly
+    `reply_tokens` tokens, the base model plays the environment (genpi.envs.simulated, as in synthesis)."""
+    from ..envs import SimulatedEnvironment, run_episodes
+    from ..generate import LocalBackend
+
     stop = eos_ids(tok, model)
-    convs = []
-    for x in tqdm(inputs, desc="bench: building conversations", unit="conv", leave=False):
-        conv = Conversation(x, [], [])
-        for t in range(turns):
-            ids = encode(tok, messages(sc, conv, t, with_prompt=True))
-            reply = tok.decode(greedy(model, ids, reply_tokens, eos_ids=stop).ids, skip_special_tokens=True)
-            conv.replies.append(reply)
-            if t < turns - 1:
-                conv.turns.append({"role": "assistant", "content": reply})
-                env_ids = encode(tok, environment_messages(sc, x, conv.turns))
-                out = greedy(model, env_ids, env_tokens, eos_ids=stop, stop_at_eos=True).ids
-                conv.turns.append({"role": "user", "content": tok.decode(out, skip_special_tokens=True).strip()})
-        convs.append(conv)
-    return convs
+
+    def agent(idx: list[int], convs: list[list[dict]]) -> list[str]:
+        return [tok.decode(greedy(model, encode_chat(tok, teacher_messages(sc, inputs[i], c)), reply_tokens,
+                                  eos_ids=stop).ids, skip_special_tokens=True) for i, c in zip(idx, convs)]
+
+    env = SimulatedEnvironment(sc, LocalBackend(model, tok, name="environment"), env_tokens)
+    firsts = agent(list(range(len(inputs))), [[] for _ in inputs])
+    convs = run_episodes(inputs, firsts, agent, env, turns, until_end=False, end_on_empty=False)
+    return [Conversation(x, c[:-1], [t["content"] for t in c if t["role"] == "assistant"])
+            for x, c in zip(inputs, convs)]
 
 
-def load_or_build(path: Path, key: dict, make) -> list[Conversation]:
-    """Reuse the frozen conversations at `path` when they were built with the same `key`."""
-    if path.is_file():
+def load_or_build(out: BenchDir, key: dict, make) -> list[Conversation]:
+    """Reuse the frozen conversations of `out` when they were built with the same `key`."""
+    saved = out.read_conversations(key)
+    if saved is not None:
         try:
-            saved = json.loads(path.read_text())
-            if saved.get("key") == key:
-                return [Conversation(**c) for c in saved["conversations"]]
-        except (ValueError, TypeError, KeyError):
-            pass  # unreadable or from an older layout: rebuild
+            return [Conversation(**c) for c in saved]
+        except TypeError:
+            pass  # from an older layout: rebuild
     convs = make()
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"key": key, "conversations": [asdict(c) for c in convs]}, indent=1,
-                              ensure_ascii=False))
-    tmp.replace(path)
+    out.write_conversations(key, [asdict(c) for c in convs])
     return convs

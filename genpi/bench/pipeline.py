@@ -8,72 +8,45 @@ a rerun with the same settings resumes from there.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import platform
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
 from tqdm import tqdm
 
+from ..artifacts import AdapterDir, BenchDir, text_sha256
 from ..errors import GenpiError
-from ..models import ModelRef, check_adapter_dir, load_adapter, load_model, load_tokenizer
-from ..presets import Preset, get_preset
+from ..generate.local import shared_prefix_len
+from ..models import ModelRef, encode_chat, load_adapter, load_model, load_tokenizer
 from ..scenario import Scenario, teacher_messages
 from . import conversations as conv_mod
 from . import report
+from .config import BenchConfig
 from .flops import Shape
 from .memory import PeakMemory
 from .runner import INTERNALIZED, MERGED, NO_PROMPT, PREFIX_CACHE, WITH_PROMPT, Variant, run_conversation
 
-MEASUREMENTS = "measurements.jsonl"
-
-
-@dataclass(frozen=True)
-class BenchConfig:
-    """Sizes of a bench run; every field has a matching `genpi bench` flag."""
-
-    turns: int = field(default=3, metadata={"help": "agent turns per conversation"})
-    reply_tokens: int = field(default=40, metadata={"help": "tokens every variant decodes per agent turn"})
-    env_tokens: int = field(default=40, metadata={"help": "at most this many tokens per environment turn"})
-    conversations: int = field(default=2, metadata={"help": "held-out inputs, one conversation each"})
-    repeats: int = field(default=3, metadata={"help": "timed passes after one warm-up; the median is reported"})
-    threads: int = field(default=0, metadata={"help": "torch CPU threads, pinned (0: all cores)"})
-
-    def __post_init__(self):
-        for name in ("turns", "reply_tokens", "env_tokens", "conversations", "repeats"):
-            if getattr(self, name) < 1:
-                raise GenpiError(f"--{name.replace('_', '-')} must be at least 1 (got {getattr(self, name)})")
-        if self.threads < 0:
-            raise GenpiError(f"--threads must be 0 (all cores) or more (got {self.threads})")
-
-
 def run_bench(scenario: Scenario, model_ref: ModelRef, adapter_dir: str | Path | None, out_dir: str | Path,
-              turns: int = 3, preset: Preset | str = "quick", *, reply_tokens: int = 40, env_tokens: int = 40,
-              conversations: int = 2, repeats: int | None = None, threads: int = 0, progress: bool = True) -> dict:
+              config: BenchConfig, progress: bool = True) -> dict:
     """Measure the inference cost of the four variants on `scenario`; write the reports; return bench.json's dict.
 
     Without `adapter_dir` the internalized variants are replaced by `no_prompt` (the base model without
     the prompt, which costs exactly what a merged adapter costs) and the report says so.
     """
-    preset = get_preset(preset) if isinstance(preset, str) else preset
-    cfg = BenchConfig(turns=turns, reply_tokens=reply_tokens, env_tokens=env_tokens, conversations=conversations,
-                      repeats=repeats or preset.bench_repeats, threads=threads)
-    adapter = check_adapter_dir(adapter_dir) if adapter_dir else None
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    adapter = AdapterDir(adapter_dir).require().path if adapter_dir else None
+    out = BenchDir(out_dir)
+    out.path.mkdir(parents=True, exist_ok=True)
 
     old_threads = torch.get_num_threads()
-    torch.set_num_threads(cfg.threads or os.cpu_count() or 1)
+    torch.set_num_threads(config.threads or os.cpu_count() or 1)
     try:
-        return _run(scenario, model_ref, adapter, out, cfg, preset, progress)
+        return _run(scenario, model_ref, adapter, out, config, progress)
     finally:
         torch.set_num_threads(old_threads)
 
 
-def _run(sc, ref, adapter, out, cfg: BenchConfig, preset, progress) -> dict:
+def _run(sc, ref, adapter, out: BenchDir, cfg: BenchConfig, progress) -> dict:
     load_before = os.getloadavg()
     inputs = conv_mod.pick_inputs(sc, cfg.conversations)
     tok = load_tokenizer(ref)
@@ -83,11 +56,11 @@ def _run(sc, ref, adapter, out, cfg: BenchConfig, preset, progress) -> dict:
 
     key = {"scenario": sc.sha256(), "model": ref.fingerprint(), "inputs": inputs, "turns": cfg.turns,
            "reply_tokens": cfg.reply_tokens, "env_tokens": cfg.env_tokens}
-    convs = conv_mod.load_or_build(out / conv_mod.FILE, key, lambda: conv_mod.build(
+    convs = conv_mod.load_or_build(out, key, lambda: conv_mod.build(
         sc, base, tok, inputs, cfg.turns, cfg.reply_tokens, cfg.env_tokens))
 
     variants = _variants(base, ref, adapter, shape)
-    contexts = {v.name: [[conv_mod.encode(tok, conv_mod.messages(sc, c, t, v.with_prompt)) for t in range(cfg.turns)]
+    contexts = {v.name: [[encode_chat(tok, conv_mod.messages(sc, c, t, v.with_prompt)) for t in range(cfg.turns)]
                          for c in convs] for v in variants}
     prefix = _shared_prefix(sc, tok, contexts[WITH_PROMPT])
     for v in variants:
@@ -97,7 +70,7 @@ def _run(sc, ref, adapter, out, cfg: BenchConfig, preset, progress) -> dict:
 
     warm, mem = {}, {}
     skey = _settings_hash(key, adapter)
-    done = _resume(out / MEASUREMENTS, skey)
+    done = out.read_measurements(skey)
     todo = [(r, v) for r in range(cfg.repeats) for v in variants if (r, v.name) not in done]
     bar = tqdm(total=(len(variants) + len(todo)) * len(convs), desc="bench", unit="conv",
                disable=not progress, dynamic_ncols=True)
@@ -111,7 +84,7 @@ def _run(sc, ref, adapter, out, cfg: BenchConfig, preset, progress) -> dict:
             bar.update()
         warm[v.name] = runs
     by_name = {v.name: v for v in variants}
-    with (out / MEASUREMENTS).open("a") as log:
+    with out.measurements_writer() as log:
         for r, v in todo:
             bar.set_postfix_str(f"pass {r + 1}/{cfg.repeats} {v.name}")
             runs = []
@@ -120,16 +93,14 @@ def _run(sc, ref, adapter, out, cfg: BenchConfig, preset, progress) -> dict:
                 runs.append({"ttft_s": run.ttft_s, "turn_s": run.turn_s})
                 bar.update()
             done[(r, v.name)] = runs
-            log.write(json.dumps({"key": skey, "repeat": r, "variant": v.name,
-                                  "conversations": runs}) + "\n")
-            log.flush()
+            log.write({"key": skey, "repeat": r, "variant": v.name, "conversations": runs})
     bar.close()
 
     timings = {v.name: [done[(r, v.name)] for r in range(cfg.repeats)] for v in variants}
     result = report.build(
         scenario=sc, model=ref, adapter=adapter, shape=shape, tok=tok, variants=variants, contexts=contexts,
         prefix=prefix, convs=convs, warm=warm, timings=timings, memory=mem, memory_method=PeakMemory.method,
-        settings={**asdict(cfg), "preset": preset.name, "warmup_passes": 1, "dtype": str(base.dtype).removeprefix("torch."),
+        settings={**cfg.to_dict(), "warmup_passes": 1, "dtype": str(base.dtype).removeprefix("torch."),
                   "device": str(base.device), "decode": "greedy, end-of-turn token masked (fixed reply length)"},
         machine=_machine(load_before), max_positions=getattr(base.config, "max_position_embeddings", None))
     report.write_all(result, out)
@@ -170,15 +141,8 @@ def _shared_prefix(sc: Scenario, tok, prompted: list[list[list[int]]]) -> list[i
     conversation; one token is always left for the prefill.
     """
     seqs = [ids for conv in prompted for ids in conv]
-    seqs += [conv_mod.encode(tok, teacher_messages(sc, probe)) for probe in ("A", "Z")]
-    n = min(len(s) for s in seqs) - 1
-    first = seqs[0]
-    for s in seqs[1:]:
-        i = 0
-        while i < n and s[i] == first[i]:
-            i += 1
-        n = i
-    return first[:n]
+    seqs += [encode_chat(tok, teacher_messages(sc, probe)) for probe in ("A", "Z")]
+    return seqs[0][:shared_prefix_len(seqs)]
 
 
 def _cache_tensors(cache) -> list:
@@ -189,24 +153,8 @@ def _cache_tensors(cache) -> list:
 
 def _settings_hash(key: dict, adapter: Path | None) -> str:
     """Timed passes are reused only under the same conversations, adapter weights and thread count."""
-    h = hashlib.sha256(json.dumps({**key, "threads": torch.get_num_threads()},
-                                  sort_keys=True).encode())
-    if adapter is not None:
-        h.update((adapter / "adapter_model.safetensors").read_bytes())
-    return h.hexdigest()[:16]
-
-
-def _resume(path: Path, key: str) -> dict:
-    done = {}
-    if path.is_file():
-        for line in path.read_text().splitlines():
-            try:
-                rec = json.loads(line)
-            except ValueError:
-                continue  # a line cut by a killed run
-            if rec.get("key") == key:
-                done[(rec["repeat"], rec["variant"])] = rec["conversations"]
-    return done
+    return text_sha256({**key, "threads": torch.get_num_threads(),
+                        "adapter": AdapterDir(adapter).weights_sha256() if adapter is not None else None})[:16]
 
 
 def _machine(load_before) -> dict:

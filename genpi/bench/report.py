@@ -1,12 +1,12 @@
-"""Turn bench measurements into bench.json, bench.md (a table and what it means) and bench.png."""
+"""Turn bench measurements into the bench report (schema: genpi.artifacts.BenchReport), its markdown and plot."""
 
 from __future__ import annotations
 
-import json
 import statistics
 from dataclasses import asdict
 from pathlib import Path
 
+from ..artifacts import BenchDir
 from .flops import forward_flops, turn_flops
 from .runner import INTERNALIZED, MERGED, NO_PROMPT, PREFIX_CACHE, WITH_PROMPT
 
@@ -133,12 +133,9 @@ def build(*, scenario, model, adapter, shape, tok, variants, contexts, prefix, c
 # -- writing -----------------------------------------------------------------------------------------
 
 
-def write_all(result: dict, out: Path) -> None:
-    tmp = out / "bench.json.tmp"
-    tmp.write_text(json.dumps(result, indent=1, ensure_ascii=False))
-    tmp.replace(out / "bench.json")
-    (out / "bench.md").write_text(markdown(result))
-    plot(result, out / "bench.png")
+def write_all(result: dict, out: BenchDir) -> None:
+    """bench.json, bench.md and bench.png, through the bench folder's owner."""
+    out.write(result, markdown(result), lambda path: plot(result, path))
 
 
 def _fmt_s(st: dict) -> str:

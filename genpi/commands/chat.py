@@ -23,14 +23,10 @@ def add_arguments(p):
 
 
 def base_model_spec(adapter_dir, explicit: str | None) -> str:
-    """--model if given, else genpi.json's base model spec, else 'default'."""
-    from ..evaluate.runner import adapter_meta
+    """--model if given, else the base model recorded in the adapter's genpi.json, else 'default'."""
+    from ..artifacts import AdapterDir
 
-    if explicit:
-        return explicit
-    base = adapter_meta(adapter_dir).get("base_model")
-    spec = base.get("spec") if isinstance(base, dict) else base
-    return spec if isinstance(spec, str) and spec.strip() else "default"
+    return explicit or AdapterDir(adapter_dir).base_model_spec() or "default"
 
 
 class Chat:

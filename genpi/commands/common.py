@@ -6,9 +6,10 @@ import argparse
 import os
 from pathlib import Path
 
+from ..artifacts import AdapterDir, DataDir
 from ..errors import GenpiError
-from ..models import ModelRef, check_adapter_dir, resolve_model
-from ..presets import PRESETS
+from ..models import ModelRef, resolve_model
+from ..presets import PRESETS, check_preset, preset_model
 from ..scenario import Scenario, load_scenario
 
 
@@ -49,8 +50,9 @@ def scenario_arg(args) -> Scenario:
     return load_scenario(args.scenario)
 
 
-def model_arg(spec: str | None, preset_model: str = "default") -> ModelRef:
-    return resolve_model(spec or preset_model)
+def model_arg(spec: str | None, preset: str = "quick") -> ModelRef:
+    """--model, else the preset's model."""
+    return resolve_model(spec or preset_model(check_preset(preset)))
 
 
 def generator_arg(args) -> dict:
@@ -85,15 +87,11 @@ def out_dir_arg(path: str, what: str = "--out") -> Path:
 
 
 def data_dir_arg(path: str) -> Path:
-    p = Path(path).expanduser()
-    if not (p / "records.jsonl").is_file():
-        raise GenpiError(f"--data '{path}' holds no records.jsonl: pass a folder written by 'genpi synth'")
-    return p
+    return DataDir(Path(path).expanduser()).require().path
 
 
 def adapters_arg(paths: list[str] | None) -> list[Path]:
-    return [check_adapter_dir(a) for a in (paths or [])]
-
+    return [AdapterDir(a).require().path for a in (paths or [])]
 
 
 def fit_arg(sc: Scenario, ref: ModelRef):

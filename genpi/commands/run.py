@@ -5,13 +5,16 @@ Layout of DIR: data/ (synth), adapters/METHOD/ (train), report/ (eval), bench/ (
 
 from __future__ import annotations
 
+from ..config import add_flags, overrides_from
 from . import common
-from .train import METHODS
 
 HELP = "synthesize, train, evaluate and benchmark in one command"
 
 
 def add_arguments(p):
+    from ..synth import SynthConfig
+    from ..train import METHODS, TrainConfig
+
     common.add_scenario(p)
     common.add_out(p, "DIR", "folder for every stage's output (rerun to resume)")
     common.add_preset(p)
@@ -21,36 +24,25 @@ def add_arguments(p):
                    help=f"training methods to compare, comma-separated from {', '.join(METHODS)} (default: genpi)")
     p.add_argument("--no-bench", action="store_true", help="skip the inference-cost benchmark")
     g = p.add_argument_group("sizes (defaults: the preset's; a changed size redoes the stages it feeds)")
-    g.add_argument("--num-inputs", type=int, default=None, metavar="N", help="pseudo inputs to synthesize")
-    g.add_argument("--max-turns", type=int, default=None, metavar="T",
-                   help="agent turns per role-play conversation (at most the scenario's environment.max_turns)")
-    g.add_argument("--epochs", type=float, default=None, metavar="E", help="training epochs of every method")
+    add_flags(g, SynthConfig, only=("num_inputs", "max_turns"))
+    add_flags(g, TrainConfig, only=("epochs",))
 
 
 def main(args) -> int:
-    from ..presets import get_preset
+    from ..pipeline import RunConfig, run_pipeline
+    from ..synth import SynthConfig
+    from ..train import TrainConfig, parse_methods
+    from .eval import summary_line
 
-    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-    bad = [m for m in methods if m not in METHODS]
-    if bad or not methods:
-        raise common.GenpiError(f"--methods: unknown method(s) {', '.join(bad) or '(none)'}; choose from {', '.join(METHODS)}")
-    for flag in ("num_inputs", "max_turns", "epochs"):
-        v = getattr(args, flag)
-        if v is not None and v <= 0:
-            raise common.GenpiError(f"--{flag.replace('_', '-')} must be above 0 (got {v})")
-    preset = get_preset(args.preset, num_inputs=args.num_inputs, max_turns=args.max_turns, epochs=args.epochs)
-    sc = common.scenario_arg(args)
-    if not sc.eval.inputs:
-        raise common.GenpiError(f"scenario '{args.scenario}' has no eval.inputs, so 'genpi run' cannot evaluate: "
-                                "add held-out inputs under eval: inputs:")
-    ref = common.model_arg(args.model, preset.model)
+    methods = parse_methods(args.methods)
+    sc = common.scenario_arg(args).require_eval_inputs("evaluate in 'genpi run'")
+    cfg = RunConfig.from_preset(args.preset, sc, synth=overrides_from(args, SynthConfig),
+                                train=overrides_from(args, TrainConfig))
+    ref = common.model_arg(args.model, args.preset)
     gen = common.generator_arg(args)
     out = common.out_dir_arg(args.out)
     common.fit_arg(sc, ref)
-    from ..pipeline import run_pipeline
-    from .eval import summary_line
-
-    result = run_pipeline(sc, ref, out, preset, methods, gen, bench=not args.no_bench)
+    result = run_pipeline(sc, ref, out, cfg, methods, gen, bench=not args.no_bench)
     print(summary_line(result["report"]))
     if result["bench"] is not None:
         r = result["bench"]["ratios"][result["bench"]["internalized_variant"]]

@@ -1,47 +1,40 @@
 """Self role-playing data synthesis: pseudo inputs, teacher/student outputs, reasons, role-play.
 
 Writes DATA_DIR/records.jsonl (one line per kept pseudo input, appended as each is finished),
-DATA_DIR/inputs.jsonl (the pseudo-input pool) and DATA_DIR/meta.json. Rerunning the same command
-resumes; a larger --num-inputs tops up. Ctrl-C (or SIGTERM) stops between records.
+DATA_DIR/inputs.jsonl (the pseudo-input pool), DATA_DIR/calls.jsonl (every generation call, so a
+rerun pays for none twice) and DATA_DIR/meta.json. Rerunning the same command resumes; a larger
+--num-inputs tops up. Ctrl-C (or SIGTERM) stops between records.
 """
 
 from __future__ import annotations
 
+from ..config import add_flags, overrides_from
 from . import common
 
 HELP = "synthesize training records from the prompt alone (self role-playing)"
 
 
 def add_arguments(p):
+    from ..synth import SynthConfig
+
     common.add_scenario(p)
-    common.add_out(p, "DATA_DIR", "folder for records.jsonl and meta.json (resumed if it exists)")
+    common.add_out(p, "DATA_DIR", "folder for the records and their metadata (resumed if it exists)")
     common.add_model(p)
     common.add_generator(p)
     common.add_preset(p)
-    p.add_argument("--num-inputs", type=int, default=None, metavar="N", help="pseudo inputs to keep (default: preset)")
-    p.add_argument("--max-turns", type=int, default=None, metavar="T",
-                   help="agent turns per conversation, the environment answering between them "
-                        "(default: the smaller of the preset's and the scenario's environment.max_turns)")
-    p.add_argument("--batch-size", type=int, default=8, metavar="B", help="records generated together (default: 8)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the sampled stages (default: 0)")
+    add_flags(p.add_argument_group("sizes (defaults: the preset's)"), SynthConfig)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
 def main(args) -> int:
-    from ..presets import get_preset
-    from ..synth import format_summary, synthesize
+    from ..synth import SynthConfig, format_summary, synthesize
 
-    for flag in ("num_inputs", "max_turns", "batch_size"):
-        v = getattr(args, flag)
-        if v is not None and v < 1:
-            raise common.GenpiError(f"--{flag.replace('_', '-')} must be at least 1 (got {v})")
-    preset = get_preset(args.preset)
     sc = common.scenario_arg(args)
-    ref = common.model_arg(args.model, preset.model)
+    cfg = SynthConfig.from_preset(args.preset, sc, **overrides_from(args, SynthConfig))
+    ref = common.model_arg(args.model, args.preset)
     gen = common.generator_arg(args)
     out = common.out_dir_arg(args.out)
     common.fit_arg(sc, ref)
-    summary = synthesize(sc, ref, gen, out, args.num_inputs, args.max_turns, preset,
-                         batch_size=args.batch_size, seed=args.seed, progress=not args.quiet)
+    summary = synthesize(sc, ref, gen, out, cfg, progress=not args.quiet)
     print(format_summary(summary))
     return 0

@@ -2,50 +2,27 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
-from ..errors import GenpiError
-from ..models import ModelRef, check_adapter_dir, load_model, load_tokenizer, resolve_model
-from ..presets import Preset, get_preset
-from ..scenario import Scenario, load_scenario
+from ..artifacts import AdapterDir, Report, ReportDir
+from ..models import ModelRef, load_adapter, load_model, load_tokenizer
+from ..scenario import Scenario
 from . import checks as scoring
 from .agreement import agreement
+from .config import EvalConfig
 from .report import write_all
-from .runner import CEILING, FLOOR, RunSettings, adapter_meta, load_store, plan_variants, run_variant, variant_key
-
-OUTPUTS = "outputs.jsonl"
+from .runner import CEILING, FLOOR, plan_variants, run_variant, variant_key
 
 
 def _norm(s: str) -> str:
     return " ".join(s.casefold().split())
 
 
-def adapter_training_inputs(adapter_dir: Path) -> set[str]:
-    """Inputs of the records an adapter was trained on, when its genpi.json points at them."""
-    meta = adapter_meta(adapter_dir)
-    data = meta.get("data")
-    data = data.get("dir") if isinstance(data, dict) else data  # genpi train writes {"data": {"dir": ...}}
-    if not isinstance(data, str):
-        return set()
-    d = Path(data) if Path(data).is_absolute() else (Path(adapter_dir) / data)
-    f = d / "records.jsonl" if d.is_dir() else d
-    if not f.is_file():
-        return set()
-    out = set()
-    for line in f.read_text().splitlines():
-        try:
-            out.add(_norm(json.loads(line)["input"]))
-        except (ValueError, KeyError, TypeError):
-            continue
-    return out
-
-
 def overlap_warnings(sc: Scenario, adapter_dirs: list[Path]) -> list[str]:
     """One line per eval input that equals a seed input or an adapter's training input."""
     seeds = {_norm(s) for s in sc.seed_inputs}
-    trained = {str(d): adapter_training_inputs(d) for d in adapter_dirs}
+    trained = {str(d): {_norm(x) for x in AdapterDir(d).training_inputs()} for d in adapter_dirs}
     out = []
     for e in sc.eval.inputs:
         x = _norm(e.input)
@@ -76,26 +53,18 @@ def _variant_summary(sc: Scenario, rows: list[dict], teacher_rows: list[dict] | 
     return v
 
 
-def evaluate(scenario: Scenario | str | Path, model_ref: ModelRef | str, adapter_dirs: list[str | Path],
-             out_dir: str | Path, preset: Preset | str | None = None, *, max_new_tokens: int | None = None,
-             turns: int = 1, seed: int = 0, batch_size: int = 8, kl: bool = True) -> dict:
+def evaluate(scenario: Scenario, model_ref: ModelRef, adapter_dirs: list[str | Path], out_dir: str | Path,
+             config: EvalConfig) -> dict:
     """Evaluate no_prompt, with_prompt and each adapter on `scenario`'s held-out inputs.
 
     Writes OUT_DIR/report.json, report.md, report.png and outputs.jsonl (every reply; also the
     resume store: rerunning with the same settings reuses finished replies). Returns the report.
     """
-    sc = scenario if isinstance(scenario, Scenario) else load_scenario(scenario)
-    ref = model_ref if isinstance(model_ref, ModelRef) else resolve_model(model_ref)
-    preset = preset if isinstance(preset, Preset) else get_preset(preset or "quick")
-    cfg = RunSettings(max_new_tokens=max_new_tokens or preset.eval_max_new_tokens, turns=turns, seed=seed,
-                      batch_size=batch_size, kl=kl)
-    if cfg.max_new_tokens < 1 or cfg.turns < 1 or cfg.batch_size < 1:
-        raise GenpiError("--max-new-tokens, --turns and the batch size must be at least 1")
-    if not sc.eval.inputs:
-        raise GenpiError(f"scenario '{sc.source or sc.name}' has no eval.inputs: add held-out inputs under eval: inputs:")
-    adapters = [check_adapter_dir(a) for a in adapter_dirs]
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    sc, ref, cfg = scenario, model_ref, config
+    sc.require_eval_inputs("evaluate")
+    adapters = [AdapterDir(a).require().path for a in adapter_dirs]
+    out = ReportDir(out_dir)
+    out.path.mkdir(parents=True, exist_ok=True)
 
     notes = overlap_warnings(sc, adapters)
     for n in notes:
@@ -108,25 +77,20 @@ def evaluate(scenario: Scenario | str | Path, model_ref: ModelRef | str, adapter
     model = load_model(ref)
     fingerprint = ref.fingerprint()
     inputs = [e.input for e in sc.eval.inputs]
-    store_path = out / OUTPUTS
-    store = load_store(store_path)
+    store = out.read_outputs()
     rows: dict[str, list[dict]] = {}
     keys: dict[str, str] = {}
     for v in plan_variants(adapters):
         if v.adapter_dir is not None:
-            from ..models import load_adapter
-
             model = load_adapter(model, v.adapter_dir)
         keys[v.name] = variant_key(v, sc, fingerprint, cfg)
         teacher = None if v.with_prompt else [r["output"] for r in rows[CEILING]]
-        rows[v.name] = run_variant(model, tok, sc, v, inputs, cfg, keys[v.name], store, store_path, teacher)
+        rows[v.name] = run_variant(model, tok, sc, v, inputs, cfg, keys[v.name], store, out, teacher)
         if v.adapter_dir is not None:
             model = model.unload()  # back to the plain base model for the next adapter
 
     # keep only this run's rows, in input order (drops replies stored under other settings)
-    tmp = store_path.with_name(OUTPUTS + ".tmp")
-    tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for v in rows for r in rows[v]))
-    tmp.replace(store_path)
+    out.keep_outputs([r for v in rows for r in rows[v]])
 
     variants = {name: _variant_summary(sc, rs, None if name == CEILING else rows[CEILING], cfg.turns)
                 for name, rs in rows.items()}
@@ -145,11 +109,11 @@ def evaluate(scenario: Scenario | str | Path, model_ref: ModelRef | str, adapter
 
     report = {"scenario": sc.name, "model": ref.name, "n_inputs": len(inputs), "variants": variants,
               "adapters": {v.name: str(v.adapter_dir) for v in plan_variants(adapters) if v.adapter_dir},
-              "settings": {"preset": preset.name, "decoding": "greedy", "seed": cfg.seed,
+              "settings": {"decoding": "greedy", "seed": cfg.seed,
                            "max_new_tokens": cfg.max_new_tokens, "turns": cfg.turns, "model_spec": ref.spec,
                            "model_fingerprint": fingerprint, "scenario_sha256": sc.sha256()},
               "notes": notes}
     examples = [{"input": x, "outputs": {n: rows[n][i]["output"] for n in rows}} for i, x in enumerate(inputs)]
     write_all(out, report, examples)
-    return report
+    return Report.model_validate(report).to_json()
 

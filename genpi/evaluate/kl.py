@@ -13,30 +13,19 @@ stop is part of the behaviour); a reply cut at the token limit is scored without
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
-
-def token_kl(teacher_logits: torch.Tensor, student_logits: torch.Tensor) -> torch.Tensor:
-    """Per-position KL(p_teacher || p_student) in nats, from [n, vocab] logits of both."""
-    if teacher_logits.shape != student_logits.shape:
-        raise ValueError(f"logit shapes differ: {tuple(teacher_logits.shape)} vs {tuple(student_logits.shape)}")
-    t = F.log_softmax(teacher_logits.float(), dim=-1)
-    s = F.log_softmax(student_logits.float(), dim=-1)
-    return (t.exp() * (t - s)).sum(-1).clamp_min(0.0)
+from ..kl import token_kl
+from ..models import encode_chat
 
 
 def mean_kl(teacher_logits: torch.Tensor, student_logits: torch.Tensor) -> float:
-    """Mean over positions of `token_kl`."""
+    """Mean over positions of `genpi.kl.token_kl`."""
     return float(token_kl(teacher_logits, student_logits).mean())
-
-
-def _ids(out) -> list[int]:
-    return list(out["input_ids"] if hasattr(out, "keys") else out)
 
 
 def prefix_ids(tok, messages: list[dict]) -> list[int]:
     """The context tokens up to the start of the assistant's reply."""
-    return _ids(tok.apply_chat_template(messages, tokenize=True, add_generation_prompt=True))
+    return encode_chat(tok, messages)
 
 
 def reply_ids(tok, messages: list[dict], reply: str, finished: bool) -> list[int]:
@@ -45,7 +34,7 @@ def reply_ids(tok, messages: list[dict], reply: str, finished: bool) -> list[int
     Ends just before the end-of-turn token, or includes it when `finished`.
     """
     head = prefix_ids(tok, messages)
-    full = _ids(tok.apply_chat_template(messages + [{"role": "assistant", "content": reply}], tokenize=True))
+    full = encode_chat(tok, messages + [{"role": "assistant", "content": reply}], "complete")
     if full[:len(head)] != head:
         raise ValueError("the chat template renders the context differently once a reply follows; "
                          "cannot align the reply tokens")

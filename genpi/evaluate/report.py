@@ -1,21 +1,12 @@
-"""Writing the evaluation: report.json (schema in DESIGN.md), report.md and report.png."""
+"""What the evaluation shows: the markdown report and the bar chart (report.json's schema: genpi.artifacts.Report)."""
 
 from __future__ import annotations
 
 import html
-import json
 import os
 from pathlib import Path
 
-FLOOR, CEILING = "no_prompt", "with_prompt"
-
-
-def write_json(path: Path, data) -> None:
-    """Write JSON atomically (a killed run never leaves half a file)."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
-    os.replace(tmp, path)
-
+from ..artifacts import ReportDir
 
 def _fmt(v, digits: int = 2) -> str:
     if v is None:
@@ -113,7 +104,6 @@ def bar_chart(report: dict, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def write_all(out_dir: Path, report: dict, examples: list[dict]) -> None:
-    write_json(out_dir / "report.json", report)
-    (out_dir / "report.md").write_text(markdown(report, examples))
-    bar_chart(report, out_dir / "report.png")
+def write_all(out: ReportDir, report: dict, examples: list[dict]) -> None:
+    """report.json, report.md and report.png, through the report folder's owner."""
+    out.write(report, markdown(report, examples), lambda path: bar_chart(report, path))

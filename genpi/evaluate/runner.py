@@ -9,18 +9,18 @@ model, the scenario, the adapter and the settings, so an interrupted run resumes
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 from tqdm import tqdm
 
+from ..artifacts import AdapterDir, ReportDir, text_sha256
+from ..envs import SimulatedEnvironment, run_episodes
 from ..generate import LocalBackend
 from ..scenario import Scenario, student_messages, teacher_messages
 from . import kl as klmod
-from ..synth.stages import environment_messages, environment_parser
+from .config import EvalConfig
 
 FLOOR, CEILING = "no_prompt", "with_prompt"
 
@@ -35,31 +35,12 @@ class Variant:
         return teacher_messages(sc, x, turns) if self.with_prompt else student_messages(sc, x, turns)
 
 
-@dataclass(frozen=True)
-class RunSettings:
-    max_new_tokens: int
-    turns: int = 1
-    seed: int = 0
-    batch_size: int = 8
-    kl: bool = True
-
-
-def adapter_meta(adapter_dir: Path) -> dict:
-    """The adapter's genpi.json (written by `genpi train`), or {} when absent or unreadable."""
-    f = Path(adapter_dir) / "genpi.json"
-    try:
-        data = json.loads(f.read_text())
-        return data if isinstance(data, dict) else {}
-    except (OSError, ValueError):
-        return {}
-
-
 def plan_variants(adapter_dirs: list[Path]) -> list[Variant]:
     """with_prompt, no_prompt, then one per adapter named by its method (else its folder), made unique."""
     out = [Variant(CEILING, with_prompt=True), Variant(FLOOR)]
     taken = {CEILING, FLOOR}
     for d in adapter_dirs:
-        base = str(adapter_meta(d).get("method") or Path(d).resolve().name or "adapter")
+        base = str(AdapterDir(d).read_meta().method or Path(d).resolve().name or "adapter")
         name, k = base, 2
         while name in taken:
             name, k = f"{base}-{k}", k + 1
@@ -68,33 +49,12 @@ def plan_variants(adapter_dirs: list[Path]) -> list[Variant]:
     return out
 
 
-def _file_hash(p: Path) -> str:
-    h = hashlib.sha256()
-    with p.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def variant_key(v: Variant, sc: Scenario, model_fingerprint: str, cfg: RunSettings) -> str:
+def variant_key(v: Variant, sc: Scenario, model_fingerprint: str, cfg: EvalConfig) -> str:
     """What a stored reply depends on; a reply stored under another key is never reused."""
     parts = {"variant": v.name, "with_prompt": v.with_prompt, "model": model_fingerprint, "scenario": sc.sha256(),
-             "adapter": _file_hash(v.adapter_dir / "adapter_model.safetensors") if v.adapter_dir else None,
+             "adapter": AdapterDir(v.adapter_dir).weights_sha256() if v.adapter_dir else None,
              "max_new_tokens": cfg.max_new_tokens, "turns": cfg.turns, "seed": cfg.seed, "kl": cfg.kl}
-    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def load_store(path: Path) -> dict[tuple[str, str, str], dict]:
-    """Stored rows from outputs.jsonl by (variant, key, input); a torn last line is skipped."""
-    rows: dict[tuple[str, str, str], dict] = {}
-    if path.is_file():
-        for line in path.read_text().splitlines():
-            try:
-                r = json.loads(line)
-                rows[(r["variant"], r["key"], r["input"])] = r
-            except (ValueError, KeyError, TypeError):
-                continue
-    return rows
+    return text_sha256(parts)[:16]
 
 
 def _base_only(model):
@@ -106,37 +66,32 @@ def _n_tokens(tok, text: str) -> int:
     return len(tok(text, add_special_tokens=False)["input_ids"])
 
 
+class _BaseOnly:
+    """A backend that runs with the adapter switched off: the environment is the base model, never the adapter."""
+
+    def __init__(self, backend: LocalBackend, model):
+        self.backend, self.model = backend, model
+
+    def chat(self, conversations, **kw):
+        with _base_only(self.model):
+            return self.backend.chat(conversations, **kw)
+
+
 def _conversations(backend: LocalBackend, env_backend: LocalBackend, model, sc: Scenario, v: Variant,
-                   xs: list[str], cfg: RunSettings) -> list[list[dict]]:
+                   xs: list[str], cfg: EvalConfig) -> list[list[dict]]:
     """Agent/environment turns for each input: [agent, env, agent, ...]; the first is the first-turn reply.
 
-    From the second agent turn on, the base model plays the scenario's environment with the same
-    role-play instructions synthesis uses (genpi.synth.stages), until it ends the episode.
+    From the second agent turn on, the base model plays the scenario's environment (genpi.envs.simulated,
+    the same role-play synthesis uses), until it ends the episode.
     """
     first = backend.chat([v.messages(sc, x) for x in xs], max_new_tokens=cfg.max_new_tokens, seed=cfg.seed)
-    convs = [[{"role": "assistant", "content": r}] for r in first]
-    live = list(range(len(xs)))
-    parse_env = environment_parser(sc.environment.end_marker)  # synthesis's role-play, reused as is
-    for _ in range(cfg.turns - 1):
-        if not live:
-            break
-        with _base_only(model):  # the environment is the base model, never the adapter
-            env = env_backend.chat([environment_messages(sc, xs[i], convs[i]) for i in live],
-                                   max_new_tokens=cfg.max_new_tokens, seed=cfg.seed)
-        going = []
-        for i, e in zip(live, env):
-            e, ended = parse_env(e)
-            if not ended:
-                convs[i].append({"role": "user", "content": e})
-                going.append(i)
-        live = going
-        if not live:
-            break
-        agent = backend.chat([v.messages(sc, xs[i], convs[i]) for i in live],
-                             max_new_tokens=cfg.max_new_tokens, seed=cfg.seed)
-        for i, a in zip(live, agent):
-            convs[i].append({"role": "assistant", "content": a})
-    return convs
+    env = SimulatedEnvironment(sc, _BaseOnly(env_backend, model), cfg.max_new_tokens, seed=cfg.seed)
+
+    def agent(idx: list[int], convs: list[list[dict]]) -> list[str]:
+        return backend.chat([v.messages(sc, xs[i], c) for i, c in zip(idx, convs)],
+                            max_new_tokens=cfg.max_new_tokens, seed=cfg.seed)
+
+    return run_episodes(xs, first, agent, env, cfg.turns, end_on_empty=False)
 
 
 def reply_kl(model, tok, sc: Scenario, v: Variant, x: str, teacher_reply: str, max_new_tokens: int) -> float | None:
@@ -152,8 +107,8 @@ def reply_kl(model, tok, sc: Scenario, v: Variant, x: str, teacher_reply: str, m
     return klmod.mean_kl(t_logits, s_logits)
 
 
-def run_variant(model, tok, sc: Scenario, v: Variant, inputs: list[str], cfg: RunSettings, key: str,
-                store: dict, store_path: Path, teacher_replies: list[str] | None) -> list[dict]:
+def run_variant(model, tok, sc: Scenario, v: Variant, inputs: list[str], cfg: EvalConfig, key: str,
+                store: dict, report_dir: ReportDir, teacher_replies: list[str] | None) -> list[dict]:
     """Rows {variant, key, input, output, conversation, kl} for every input, reusing stored ones."""
     backend = LocalBackend(model, tok, name=v.name, batch_size=cfg.batch_size)
     env_backend = LocalBackend(model, tok, name="environment", batch_size=cfg.batch_size)  # own caches: base weights
@@ -161,7 +116,7 @@ def run_variant(model, tok, sc: Scenario, v: Variant, inputs: list[str], cfg: Ru
     teacher_of = dict(zip(inputs, teacher_replies or []))
     bar = tqdm(total=len(set(inputs)), initial=len(set(inputs)) - len(todo), desc=f"eval {v.name}", unit="input",
                file=sys.stderr, dynamic_ncols=True)
-    with store_path.open("a") as f:
+    with report_dir.outputs_writer() as f:
         for i in range(0, len(todo), cfg.batch_size):
             xs = todo[i:i + cfg.batch_size]
             convs = _conversations(backend, env_backend, model, sc, v, xs, cfg)
@@ -172,8 +127,7 @@ def run_variant(model, tok, sc: Scenario, v: Variant, inputs: list[str], cfg: Ru
                 row = {"variant": v.name, "key": key, "input": x, "output": conv[0]["content"],
                        "conversation": conv, "kl_to_teacher": kl}
                 store[(v.name, key, x)] = row
-                f.write(json.dumps(row, ensure_ascii=False) + "\n")
-            f.flush()
+                f.write(row)
             bar.update(len(xs))
     bar.close()
     return [store[(v.name, key, x)] for x in inputs]

@@ -41,11 +41,9 @@ class LocalBackend:
     continues = True  # a conversation ending with an assistant turn is continued, not answered
 
     def encode(self, conv: list[dict]) -> list[int]:
-        if conv and conv[-1]["role"] == "assistant":
-            out = self.tok.apply_chat_template(conv, tokenize=True, continue_final_message=True)
-        else:
-            out = self.tok.apply_chat_template(conv, tokenize=True, add_generation_prompt=True)
-        return list(out["input_ids"] if hasattr(out, "keys") else out)
+        from ..models import encode_chat
+
+        return encode_chat(self.tok, conv, "continue" if conv and conv[-1]["role"] == "assistant" else "generate")
 
     def chat(self, conversations, *, max_new_tokens, temperature=0.0, top_p=1.0, seed=None):
         ids = self.generate_ids([self.encode(c) for c in conversations], max_new_tokens=max_new_tokens,

@@ -2,7 +2,8 @@
 reasons and role-played conversations, written to DATA_DIR/records.jsonl + meta.json.
 
     from genpi.synth import synthesize
-    summary = synthesize(scenario, model_ref, generator_spec, "data/", num_inputs=32, max_turns=3, preset="quick")
+    config = SynthConfig.from_preset("quick", scenario, num_inputs=32, max_turns=3)
+    summary = synthesize(scenario, model_ref, generator_spec, "data/", config)
 """
 
 from .config import SynthConfig

@@ -17,8 +17,9 @@ from tqdm import tqdm
 from .. import __version__
 from ..errors import GenpiError
 from ..generate.registry import build_backend, describe, local_backend
-from ..presets import Preset
 from ..scenario import Scenario, student_messages, teacher_messages
+from ..artifacts import DataDir, Record, SynthMeta, input_id
+from ..envs import SimulatedEnvironment, run_episodes
 from . import stages, store
 from .config import SynthConfig
 from .filters import InputFilter
@@ -28,16 +29,14 @@ STAGES = ("inputs", "teacher", "student", "reason", "roleplay")
 
 
 def synthesize(scenario: Scenario, model_ref, generator_spec: dict | None, out_dir: str | Path,
-               num_inputs: int | None = None, max_turns: int | None = None, preset: str | Preset = "quick", *,
-               config: SynthConfig | None = None, base_backend=None, generator_backend=None,
-               progress: bool = True, **overrides) -> dict:
+               config: SynthConfig, *, base_backend=None, generator_backend=None, progress: bool = True) -> dict:
     """Make (or complete) the records of `scenario` in `out_dir`; return a summary dict.
 
     model_ref: the base model (genpi.models.ModelRef); generator_spec: what commands.common.generator_arg
-    returns (None = the base model). base_backend / generator_backend: ready backends to use instead
-    of loading the models (tests pass FakeBackends). `overrides` go to SynthConfig.
+    returns (None = the base model); config: SynthConfig.from_preset(...). base_backend / generator_backend:
+    ready backends to use instead of loading the models (tests pass FakeBackends).
     """
-    cfg = config or SynthConfig.from_preset(preset, scenario, num_inputs, max_turns, **overrides)
+    cfg = config
     run = _Run(scenario, model_ref, generator_spec or {"kind": "same"}, Path(out_dir), cfg,
                base_backend, generator_backend, progress)
     with graceful_interrupts():
@@ -50,8 +49,7 @@ class _Run:
         self._base, self._gen = base, gen
         self.progress = progress
         self.out.mkdir(parents=True, exist_ok=True)
-        self.paths = {k: self.out / f for k, f in
-                      (("records", "records.jsonl"), ("inputs", "inputs.jsonl"), ("meta", "meta.json"))}
+        self.data = DataDir(self.out)
         self.seconds = dict.fromkeys(STAGES, 0.0)
         self.counts = {"candidates": 0, "rounds": 0, "rejected_outputs": 0, "sampled_retries": 0}
         self.shortfall: str | None = None
@@ -76,19 +74,16 @@ class _Run:
     # -- the run ----------------------------------------------------------------------------
     def go(self) -> dict:
         self.ident = self.identity()
-        old = store.read_meta(self.paths["meta"])
-        if old is None and self.paths["records"].exists() and self.paths["records"].stat().st_size:
-            raise GenpiError(f"{self.out} holds records.jsonl but no meta.json, so it cannot be resumed "
+        old = self.data.read_meta()
+        if old is None and self.data.has_records():
+            raise GenpiError(f"{self.out} holds records but no meta.json, so it cannot be resumed "
                              "safely: pass a new --out")
         store.check_same_run(old, self.ident, self.out)
-        self.old = old or {}
-        records = {}
-        for r in store.read_jsonl(self.paths["records"], store.valid_record):
-            records.setdefault(r["id"], r)
-        self.records = records
-        lines = store.read_jsonl(self.paths["inputs"], lambda o: isinstance(o, dict) and "id" in o)
-        self.pool = [o["input"] for o in lines if "input" in o]
-        self.rejected = {o["id"] for o in lines if "rejected" in o}
+        self.old = old or SynthMeta()
+        self.records: dict[str, Record] = {}
+        for r in self.data.read_records():
+            self.records.setdefault(r.id, r)
+        self.pool, self.rejected = self.data.read_inputs()
         self.filter = InputFilter(self.sc.seed_inputs, self.sc.prompt_text, self.cfg.filter, kept=self.pool)
         self.started = time.time()
         self._write_meta("running")
@@ -98,7 +93,7 @@ class _Run:
         except KeyboardInterrupt:
             self._write_meta("interrupted")
             print(f"\ngenpi synth: stopped; {len(self.records)} of {self.cfg.num_inputs} records are saved in "
-                  f"{self.paths['records']}. Rerun the same command to resume.", file=sys.stderr)
+                  f"{self.data.records_path}. Rerun the same command to resume.", file=sys.stderr)
             raise
         status = "short" if self.shortfall else "done"
         summary = self._write_meta(status)
@@ -108,7 +103,7 @@ class _Run:
 
     def _todo(self) -> list[str]:
         need = self.cfg.num_inputs - len(self.records)
-        free = [x for x in self.pool if store.input_id(x) not in self.records and store.input_id(x) not in self.rejected]
+        free = [x for x in self.pool if input_id(x) not in self.records and input_id(x) not in self.rejected]
         return free[:max(0, need)]
 
     # -- stage 1: pseudo inputs -------------------------------------------------------------
@@ -120,7 +115,7 @@ class _Run:
         cfg, t0 = self.cfg, time.time()
         rounds = cfg.rounds_allowed(need - len(todo))
         bar = self._bar("inputs", need, initial=len(todo))
-        writer = store.JsonlWriter(self.paths["inputs"])
+        writer = self.data.input_writer()
         gen = self.gen()
         continues = bool(getattr(gen, "continues", False))  # a registered third-party backend may not say
         try:
@@ -136,7 +131,7 @@ class _Run:
                 kept = self.filter.add(candidates)
                 with critical():
                     for x in kept:
-                        writer.write({"id": store.input_id(x), "input": x})
+                        writer.write({"id": input_id(x), "input": x})
                     self.pool += kept
                 self.counts["candidates"] += len(candidates)
                 self.counts["rounds"] += 1
@@ -164,7 +159,7 @@ class _Run:
         if not todo:
             return
         bars = {s: self._bar(s, len(todo)) for s in STAGES[1:]}
-        writer = store.JsonlWriter(self.paths["records"])
+        writer = self.data.record_writer()
         try:
             queue = list(todo)
             while queue:
@@ -172,13 +167,13 @@ class _Run:
                 for rec, x in zip(self._chunk(chunk, bars), chunk):
                     with critical():
                         if rec is None:
-                            self.rejected.add(store.input_id(x))
+                            self.rejected.add(input_id(x))
                             self.counts["rejected_outputs"] += 1
-                            store.JsonlWriter(self.paths["inputs"]).write(
-                                {"id": store.input_id(x), "rejected": "an empty reply after retries"})
+                            with self.data.input_writer() as w:
+                                w.write({"id": input_id(x), "rejected": "an empty reply after retries"})
                         else:
-                            writer.write(rec)
-                            self.records[rec["id"]] = rec
+                            writer.write(rec.to_json())
+                            self.records[rec.id] = rec
                 if not queue and len(self.records) < self.cfg.num_inputs and not self.shortfall:
                     if self.counts["rejected_outputs"] > max(8, self.cfg.num_inputs):
                         self.shortfall = (f"the models gave empty replies for {self.counts['rejected_outputs']} "
@@ -193,7 +188,7 @@ class _Run:
             for b in bars.values():
                 b.close()
 
-    def _chunk(self, xs: list[str], bars) -> list[dict | None]:
+    def _chunk(self, xs: list[str], bars) -> list[Record | None]:
         cfg, sc = self.cfg, self.sc
         teacher = self._timed("teacher", bars, lambda: self._nonempty(
             self.base(), [teacher_messages(sc, x) for x in xs]))
@@ -210,34 +205,21 @@ class _Run:
         ok = [i for i in ok if reasons[i]]
         convs = self._timed("roleplay", bars, lambda: self._roleplay([xs[i] for i in ok], [teacher[i] for i in ok]),
                             n=len(ok))
-        out: list[dict | None] = [None] * len(xs)
+        out: list[Record | None] = [None] * len(xs)
         for i, conv in zip(ok, convs):
-            out[i] = {"id": store.input_id(xs[i]), "input": xs[i], "teacher_output": teacher[i],
-                      "student_output": student[i], "reason": reasons[i], "conversation": conv}
+            out[i] = Record(id=input_id(xs[i]), input=xs[i], teacher_output=teacher[i],
+                            student_output=student[i], reason=reasons[i], conversation=conv)
         return out
 
     def _roleplay(self, xs: list[str], firsts: list[str]) -> list[list[dict]]:
-        """Agent (base model with the prompt) and environment (generator, roles swapped) take turns."""
+        """Agent (base model with the prompt) and environment (the generator, simulated) take turns."""
         sc, cfg = self.sc, self.cfg
-        parse_env = stages.environment_parser(sc.environment.end_marker)
-        convs = [[{"role": "assistant", "content": t}] for t in firsts]
-        active = list(range(len(xs)))
-        for _ in range(cfg.max_turns - 1):
-            if not active:
-                break
-            replies = self.gen().chat([stages.environment_messages(sc, xs[i], convs[i]) for i in active],
-                                      max_new_tokens=cfg.max_new_tokens, **stages.ENVIRONMENT.sampling())
-            going = [(i, text) for i, (text, ended) in zip(active, map(parse_env, replies)) if not ended]
-            if not going:
-                break
-            agent = self._nonempty(self.base(), [teacher_messages(sc, xs[i], convs[i] + [
-                {"role": "user", "content": text}]) for i, text in going])
-            active = []
-            for (i, text), a in zip(going, agent):
-                if a:  # an agent that has nothing more to say ends the episode
-                    convs[i] += [{"role": "user", "content": text}, {"role": "assistant", "content": a}]
-                    active.append(i)
-        return convs
+        env = SimulatedEnvironment(sc, self.gen(), cfg.max_new_tokens, seed=cfg.seed)
+
+        def agent(idx: list[int], convs: list[list[dict]]) -> list[str]:
+            return self._nonempty(self.base(), [teacher_messages(sc, xs[i], c) for i, c in zip(idx, convs)])
+
+        return run_episodes(xs, firsts, agent, env, cfg.max_turns)
 
     def _nonempty(self, backend, convs, stage: stages.Stage | None = None, max_new_tokens: int | None = None):
         """Replies (parsed); an empty one is retried sampled, up to cfg.empty_retries times, else left empty."""
@@ -272,15 +254,15 @@ class _Run:
     # -- meta / summary -----------------------------------------------------------------------
     def _write_meta(self, status: str) -> dict:
         old = self.old
-        old_drops = old.get("filter_drops", {})
+        old_drops = old.filter_drops
         drops = {k: v + int(old_drops.get(k, 0)) for k, v in self.filter.drop_counts().items()}
-        old_counts = old.get("counts", {})
+        old_counts = old.counts
         counts = {"records": len(self.records), "requested": self.cfg.num_inputs, "input_pool": len(self.pool),
                   "rejected_inputs": len(self.rejected),
                   **{k: v + int(old_counts.get(k, 0)) for k, v in self.counts.items()}}
-        checks = {c.name: sum(c.passes(r["teacher_output"]) for r in self.records.values())
+        checks = {c.name: sum(c.passes(r.teacher_output) for r in self.records.values())
                   for c in self.sc.eval.checks}
-        old_secs = old.get("stage_seconds_total", {})
+        old_secs = old.stage_seconds_total
         meta = {
             "genpi_version": __version__, "status": status, "scenario": self.sc.name,
             "identity": self.ident,
@@ -296,7 +278,7 @@ class _Run:
             "updated": time.strftime("%Y-%m-%dT%H:%M:%S"),
         }
         with critical():
-            store.write_meta(self.paths["meta"], meta)
+            self.data.write_meta(SynthMeta.model_validate(meta))
         return {"out_dir": str(self.out), "status": status, "records": len(self.records),
                 "requested": self.cfg.num_inputs, "counts": counts, "filter_drops": drops,
                 "teacher_checks": checks, "stage_seconds": meta["stage_seconds"],

@@ -7,8 +7,8 @@ samples, and how its reply is read (a parser on plain text).
             through scenario.teacher_messages / student_messages (greedy)
   reason    the generator, as a commentator, explains why the teacher's answer differs from the
             student's, referring to the prompt (sampled)
-  roleplay  the generator plays the environment the prompt implies, seeing the conversation with
-            roles swapped, until it writes the end marker (greedy)
+  roleplay  the generator plays the environment the prompt implies (genpi.envs.simulated), the
+            prompted base model the agent, through the one episode loop (genpi.envs.run_episodes)
 """
 
 from __future__ import annotations
@@ -17,10 +17,9 @@ import random
 from dataclasses import dataclass
 from typing import Callable
 
-from ..scenario import Scenario
-from .text import clean_reply, parse_list, strip_marker
+from ..scenario import RULE_BOOK_CLOSE, RULE_BOOK_OPEN, Scenario
+from .text import clean_reply, parse_list
 
-RULES_OPEN, RULES_CLOSE = "=== RULE BOOK ===", "=== END OF RULE BOOK ==="
 
 
 @dataclass(frozen=True)
@@ -49,7 +48,7 @@ INPUTS = Stage(
     parse=parse_list,
     template=(
         "You are helping to test an AI agent. The agent works by the rule book below.\n\n"
-        f"{RULES_OPEN}\n{{prompt}}\n{RULES_CLOSE}\n\n"
+        f"{RULE_BOOK_OPEN}\n{{prompt}}\n{RULE_BOOK_CLOSE}\n\n"
         "{examples}"
         "Write {n} new requests that a user could send to this agent. {focus} Every request must make "
         "sense on its own and differ from the examples and from the other requests. Reply with a "
@@ -125,7 +124,7 @@ REASON = Stage(
         "second time it followed the instructions below. In about {sentences} sentences, explain why the "
         "second answer differs from the first, pointing to the parts of the instructions that caused "
         "each change.\n\n"
-        f"{RULES_OPEN}\n{{prompt}}\n{RULES_CLOSE}\n\n"
+        f"{RULE_BOOK_OPEN}\n{{prompt}}\n{RULE_BOOK_CLOSE}\n\n"
         "User input:\n{input}\n\n"
         "First answer (no instructions):\n{student}\n\n"
         "Second answer (with the instructions):\n{teacher}\n\n"
@@ -143,42 +142,3 @@ def _strip_label(text: str) -> str:
         if text.lower().startswith(label):
             return text[len(label):].strip()
     return text
-
-
-# -- role-play: the environment side -----------------------------------------------------------
-
-ENVIRONMENT = Stage(
-    name="roleplay",
-    temperature=0.0,
-    parse=lambda reply: reply,  # replaced per scenario by environment_parser (needs the end marker)
-    template=(
-        "You are playing {role} in a conversation with an AI agent. The agent's messages reach you as "
-        "user messages; answer each one the way {role} would, and nothing more.{instructions}{rules}\n\n"
-        "The task the agent was given: {input}\n\n"
-        "When {end_when}, reply with only {end_marker} and nothing else."),
-)
-
-
-def environment_messages(sc: Scenario, x: str, conversation: list[dict]) -> list[dict]:
-    """What the generator sees when playing the environment: its instructions, then the conversation
-    with roles swapped (the agent's turns are its user turns, its own earlier turns are assistant turns)."""
-    env = sc.environment
-    instructions = f"\n\n{env.instructions.strip()}" if env.instructions.strip() else ""
-    rules = "" if instructions else (
-        f"\n\nThe agent follows this rule book, which tells you what it expects from you:\n"
-        f"{RULES_OPEN}\n{sc.prompt_text}\n{RULES_CLOSE}")
-    system = ENVIRONMENT.render(role=env.role, instructions=instructions, rules=rules, input=x,
-                                end_when=env.end_when, end_marker=env.end_marker)
-    swap = {"assistant": "user", "user": "assistant"}
-    return [{"role": "system", "content": system}] + [
-        {"role": swap[t["role"]], "content": t["content"]} for t in conversation]
-
-
-def environment_parser(end_marker: str) -> Callable[[str], tuple[str, bool]]:
-    """Reply -> (text without the end marker, episode over?). An empty reply also ends the episode."""
-
-    def parse(reply: str) -> tuple[str, bool]:
-        text, ended = strip_marker(clean_reply(reply), end_marker)
-        return text.strip(), ended or not text.strip()
-
-    return parse

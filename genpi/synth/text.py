@@ -12,20 +12,13 @@ from difflib import SequenceMatcher
 
 from ..generate.base import clean_reply
 
-__all__ = ["clean_reply", "strip_marker", "parse_list", "tidy_item", "normalize", "tokens", "similarity", "sentences"]
+__all__ = ["clean_reply", "parse_list", "tidy_item", "normalize", "tokens", "similarity", "sentences"]
 
 _ITEM = re.compile(r"^\s*(?:\(?\d{1,3}\s*[.):\]]|[-*\u2022\u2023\u25e6]|#{1,3}\s*\d{1,3}[.):]?)\s+(.*)$")
 _LABEL = re.compile(r"^\s*(?:\*\*)?(?:new\s+)?(?:problem|question|task|request|input|example|query|user)"
                     r"(?:\s*#?\s*\d{1,3})?\s*(?:\*\*)?\s*[:.\-\u2013]\s*(?:\*\*)?\s*", re.I)
 _QUOTES = {"\u201c": '"', "\u201d": '"', "\u2018": "'", "\u2019": "'", "\u00ab": '"', "\u00bb": '"', "`": "'"}
 _WORD = re.compile(r"[/~.]?[a-z0-9]+(?:[./_-][a-z0-9]+)*")
-
-
-def strip_marker(text: str, marker: str) -> tuple[str, bool]:
-    """Remove an end marker (and everything after it); return the text and whether the marker was there."""
-    if marker and marker in text:
-        return text.split(marker, 1)[0].rstrip(), True
-    return text, False
 
 
 def parse_list(reply: str) -> list[str]:

@@ -6,14 +6,17 @@ joined only by `scenario.student_messages` / `teacher_messages`.
 from __future__ import annotations
 
 import math
+import random
 import re
 import statistics
-from dataclasses import dataclass
+import sys
+from dataclasses import dataclass, field
 
 from ..errors import GenpiError
+from ..artifacts import Record
 from ..scenario import Scenario, student_messages, teacher_messages
+from .config import TrainConfig
 from .masking import assistant_spans
-from .records import Record
 
 IGNORE = -100
 
@@ -73,7 +76,7 @@ def sft_example(tok, sc: Scenario, rec: Record, max_source: int, max_target: int
     kept while the supervised part stays within `max_target` tokens; a first turn longer than that is cut.
     The no-prompt input must fit `max_source` tokens, or the record gives no SFT example.
     """
-    turns = list(rec.conversation)
+    turns = rec.turns()
     plain = assistant_spans(tok, student_messages(sc, rec.input, turns), first=1)
     if plain.source_len > max_source:
         return SftBuild(None, None, skipped="source too long")
@@ -212,3 +215,65 @@ def pg_example(tok, rec: Record, section: str, j: int, k: int, max_source: int, 
             return None
     a, b = r.spans[0]
     return _example("pg", rec, r.ids, [(a, b)], min(b, a + max_target))
+
+
+# -- every example of a run -----------------------------------------------------------------
+
+
+@dataclass
+class Built:
+    sft: list[Example] = field(default_factory=list)
+    teacher: list[Example] | None = None
+    pg: list[Example] = field(default_factory=list)
+    pg_pool: list[list[int]] = field(default_factory=list)  # per record: PG example indices by section
+    sections: int = 0
+    stats: dict = field(default_factory=dict)
+
+
+def build_examples(tok, sc: Scenario, records: list[Record], cfg: TrainConfig, progress: bool = True) -> Built:
+    """Every example the run can use: SFT (and teacher twins for sft-kl) and PG for each prompt section."""
+    b = Built(teacher=[] if cfg.method == "sft-kl" else None)
+    st = {"records": len(records), "sft_skipped_source_too_long": 0, "sft_turns_truncated": 0,
+          "sft_prompt_in_input": 0, "pg_skipped_source_too_long": 0}
+    mixed = set()
+    if cfg.method == "prompt-mix":
+        mixed = set(random.Random(f"{cfg.seed}:prompt-mix").sample(range(len(records)), len(records) // 2))
+    sections: list[str] = []
+    if cfg.uses_pg:
+        sections = prompt_sections(tok, sc.prompt_text, section_budget(tok, records, cfg.max_target_tokens))
+        b.sections = len(sections)
+    from tqdm.auto import tqdm
+
+    bar = tqdm(records, desc="examples", unit="record", file=sys.stderr, disable=not progress, leave=False)
+    for i, rec in enumerate(bar):
+        if cfg.uses_sft:
+            s = sft_example(tok, sc, rec, cfg.max_source_tokens, cfg.max_target_tokens,
+                            with_prompt=i in mixed, want_teacher=b.teacher is not None)
+            if s.example is None:
+                st["sft_skipped_source_too_long"] += 1
+            else:
+                b.sft.append(s.example)
+                st["sft_turns_truncated"] += int(s.truncated)
+                st["sft_prompt_in_input"] += int(i in mixed)
+                if b.teacher is not None:
+                    b.teacher.append(s.teacher)
+        if sections:
+            opts = []
+            for j, text in enumerate(sections, 1):
+                ex = pg_example(tok, rec, text, j, len(sections), cfg.max_source_tokens, cfg.max_target_tokens)
+                if ex is not None:
+                    opts.append(len(b.pg))
+                    b.pg.append(ex)
+            st["pg_skipped_source_too_long"] += int(not opts)
+            b.pg_pool.append(opts)
+    st.update(sft_examples=len(b.sft), pg_examples=len(b.pg), pg_sections=b.sections,
+              sft_tokens=sum(len(e) for e in b.sft), sft_supervised_tokens=sum(e.n_supervised for e in b.sft),
+              pg_tokens=sum(len(e) for e in b.pg), pg_supervised_tokens=sum(e.n_supervised for e in b.pg))
+    if cfg.uses_sft and not b.sft:
+        raise GenpiError(f"no record's no-prompt input fits --max-source-tokens {cfg.max_source_tokens}: "
+                         "raise it or synthesize shorter inputs")
+    if cfg.uses_pg and not b.pg:
+        raise GenpiError(f"no record fits a prompt-generation example within --max-source-tokens "
+                         f"{cfg.max_source_tokens}: raise it")
+    b.stats = st
+    return b

@@ -43,13 +43,6 @@ def token_mean(total: torch.Tensor, count: int) -> torch.Tensor:
     return total / count if count else total * 0.0
 
 
-def token_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:
-    """Summed KL(teacher || student) over N aligned positions ([N, V] each), the full vocabulary at each."""
-    t_logp = F.log_softmax(teacher_logits.float(), dim=-1)
-    s_logp = F.log_softmax(student_logits.float(), dim=-1)
-    return (t_logp.exp() * (t_logp - s_logp)).sum()
-
-
 def supervised_rows(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """The [N, V] logits of supervised targets, in row-major (row, position) order."""
     keep = targets.reshape(-1) != IGNORE

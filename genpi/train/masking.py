@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..errors import GenpiError
+from ..models import encode_chat
 
 _PROBE = "gEnPiPr0bE"
 
@@ -26,13 +27,6 @@ class Rendered:
     def source_len(self) -> int:
         """Tokens before the first supervised token."""
         return self.spans[0][0] if self.spans else len(self.ids)
-
-
-def render_ids(tok, messages: list[dict], add_generation_prompt: bool = False) -> list[int]:
-    out = tok.apply_chat_template(messages, tokenize=True, add_generation_prompt=add_generation_prompt)
-    if hasattr(out, "keys"):
-        out = out["input_ids"]
-    return list(out)
 
 
 def end_of_turn_id(tok) -> int:
@@ -55,13 +49,13 @@ def end_of_turn_id(tok) -> int:
 def assistant_spans(tok, messages: list[dict], first: int = 0) -> Rendered:
     """Render `messages`; return the ids and the span of each assistant message at index >= `first`."""
     eot = end_of_turn_id(tok)
-    full = render_ids(tok, messages)
+    full = encode_chat(tok, messages, "complete")
     spans = []
     for i in range(max(first, 1), len(messages)):
         if messages[i]["role"] != "assistant":
             continue
-        before = render_ids(tok, messages[:i], add_generation_prompt=True)
-        after = render_ids(tok, messages[:i + 1])
+        before = encode_chat(tok, messages[:i])
+        after = encode_chat(tok, messages[:i + 1], "complete")
         if after[:len(before)] != before or full[:len(after)] != after:
             raise GenpiError("the model's chat template is not prefix-stable (rendering more turns changes earlier "
                              "tokens), so supervised spans cannot be found: use a model with a plain chat template")

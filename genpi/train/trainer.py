@@ -14,6 +14,7 @@ import torch
 from transformers import Trainer
 from transformers.trainer_callback import ProgressCallback
 
+from ..kl import token_kl
 from . import losses
 
 
@@ -75,7 +76,7 @@ class GenpiTrainer(Trainer):
                 s_rows = losses.supervised_rows(s_logits, s_targets)
                 if not torch.equal(s_targets[s_targets != losses.IGNORE], t_ids):
                     raise RuntimeError("teacher and student targets are misaligned in an sft-kl batch")
-                terms["kl"] = losses.token_mean(losses.token_kl(s_rows, t_rows), len(t_ids))
+                terms["kl"] = losses.token_mean(token_kl(t_rows, s_rows).sum(), len(t_ids))
         if "pg_input_ids" in inputs:
             terms["pg"] = self._term(model, inputs, "pg")[0]
         if self.method == "genpi":

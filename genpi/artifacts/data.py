@@ -1,0 +1,188 @@
+"""A synthesis folder (DATA_DIR), written by `genpi synth` and read by `genpi train` and `genpi eval`.
+
+  records.jsonl  one finished `Record` per line, appended as each is complete
+  inputs.jsonl   the pseudo-input pool in the order kept ({"id", "input"}), plus {"id", "rejected": why}
+                 for inputs that could not give a complete record
+  calls.jsonl    the generation-call cache ({"key", "reply"}), so a rerun pays for no call twice
+  meta.json      `SynthMeta`: identity (scenario hash, models, settings), counts, filter drops, times
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from ..errors import GenpiError
+from .io import JsonlAppender, file_sha256, read_json, read_jsonl, write_json_atomic
+
+RECORDS, INPUTS, CALLS, META = "records.jsonl", "inputs.jsonl", "calls.jsonl", "meta.json"
+
+
+class Turn(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    role: Literal["assistant", "user"]
+    content: str
+
+
+class Record(BaseModel):
+    """One pseudo input and what the models made of it.
+
+    `conversation` starts with the agent's first reply (= teacher_output), then environment and agent
+    turns alternate; a trailing environment turn teaches nothing and is dropped on load.
+    `student_output` and `reason` may be empty in data a user writes by hand (then the PG target is
+    the prompt alone); `genpi synth` always fills them.
+    """
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    id: str
+    input: str
+    teacher_output: str
+    student_output: str = ""
+    reason: str = ""
+    conversation: tuple[Turn, ...] = ()
+
+    @field_validator("id", mode="before")
+    @classmethod
+    def _id_text(cls, v: Any) -> Any:
+        return str(v) if isinstance(v, int) and not isinstance(v, bool) else v
+
+    @model_validator(mode="after")
+    def _shape(self) -> "Record":
+        for name in ("id", "input", "teacher_output"):
+            if not getattr(self, name).strip():
+                raise ValueError(f"'{name}' is empty: every record needs id, input and teacher_output")
+        turns = list(self.conversation) or [Turn(role="assistant", content=self.teacher_output)]
+        for i, t in enumerate(turns):
+            want = "assistant" if i % 2 == 0 else "user"
+            if t.role != want or not t.content.strip():
+                raise ValueError(f"conversation turn {i} must be a non-empty '{want}' turn "
+                                 "(the agent speaks first, then turns alternate)")
+        if turns[0].content != self.teacher_output:
+            raise ValueError("the conversation must start with teacher_output")
+        while turns[-1].role == "user":
+            turns.pop()
+        object.__setattr__(self, "conversation", tuple(turns))
+        return self
+
+    def turns(self) -> list[dict]:
+        """The conversation as plain chat messages."""
+        return [{"role": t.role, "content": t.content} for t in self.conversation]
+
+    def to_json(self) -> dict:
+        return self.model_dump(mode="json")
+
+
+def input_id(text: str) -> str:
+    """The id of a pseudo input (and of its record): a short hash of its text."""
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+class SynthMeta(BaseModel):
+    """DATA_DIR/meta.json. `identity` decides whether a rerun may resume into the folder."""
+
+    model_config = ConfigDict(extra="allow")
+
+    genpi_version: str = ""
+    status: str = ""
+    scenario: str = ""
+    identity: dict = Field(default_factory=dict)
+    models: dict = Field(default_factory=dict)
+    sampling: dict = Field(default_factory=dict)
+    settings: dict = Field(default_factory=dict)
+    counts: dict = Field(default_factory=dict)
+    filter_drops: dict = Field(default_factory=dict)
+    teacher_checks: dict = Field(default_factory=dict)
+    stage_seconds: dict = Field(default_factory=dict)
+    stage_seconds_total: dict = Field(default_factory=dict)
+    updated: str = ""
+
+
+class DataDir:
+    """The files of one synthesis folder; the only code that opens them."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.records_path = self.path / RECORDS
+        self.inputs_path = self.path / INPUTS
+        self.calls_path = self.path / CALLS
+        self.meta_path = self.path / META
+
+    def __repr__(self) -> str:
+        return f"DataDir({str(self.path)!r})"
+
+    # -- checks ---------------------------------------------------------------------------
+    def has_records(self) -> bool:
+        return self.records_path.is_file() and self.records_path.stat().st_size > 0
+
+    def require(self, flag: str = "--data") -> "DataDir":
+        """Raise a one-line error unless this folder holds records.jsonl."""
+        if not self.records_path.is_file():
+            raise GenpiError(f"{flag} '{self.path}' holds no {RECORDS}: pass a folder written by 'genpi synth'")
+        return self
+
+    # -- records --------------------------------------------------------------------------
+    def read_records(self, *, require: bool = False) -> list[Record]:
+        """Every record, in file order; a repeated id is an error. With `require`, none is an error too."""
+        fix = "rerun 'genpi synth' to repair the data folder, or fix that line"
+        if require:
+            self.require()
+        out = read_jsonl(self.records_path, Record.model_validate, fix=fix)
+        seen: set[str] = set()
+        for r in out:
+            if r.id in seen:
+                raise GenpiError(f"{self.records_path}: record id '{r.id}' is repeated: each record needs a unique id")
+            seen.add(r.id)
+        if require and not out:
+            raise GenpiError(f"{self.records_path} has no records: run 'genpi synth' first (or with a larger "
+                             "--num-inputs)")
+        return out
+
+    def record_writer(self) -> JsonlAppender:
+        return JsonlAppender(self.records_path)
+
+    def records_sha256(self) -> str:
+        return file_sha256(self.records_path)
+
+    def set_records_aside(self, tag: str) -> Path | None:
+        """Rename records.jsonl to records.TAG.jsonl (generated data is never overwritten); return the new path."""
+        if not self.has_records():
+            return None
+        target = self.path / f"records.{tag}.jsonl"
+        n = 2
+        while target.exists():
+            target, n = self.path / f"records.{tag}-{n}.jsonl", n + 1
+        self.records_path.rename(target)
+        return target
+
+    # -- the input pool ----------------------------------------------------------------------
+    def read_inputs(self) -> tuple[list[str], set[str]]:
+        """(kept inputs in order, ids of inputs rejected after generation)."""
+        def parse(o):
+            if not isinstance(o, dict) or not isinstance(o.get("id"), str):
+                raise ValueError("each line needs an 'id'")
+            return o
+
+        lines = read_jsonl(self.inputs_path, parse)
+        return ([o["input"] for o in lines if isinstance(o.get("input"), str)],
+                {o["id"] for o in lines if "rejected" in o})
+
+    def input_writer(self) -> JsonlAppender:
+        return JsonlAppender(self.inputs_path)
+
+    # -- meta -----------------------------------------------------------------------------
+    def read_meta(self) -> SynthMeta | None:
+        raw = read_json(self.meta_path, fix="delete it only if the records beside it came from this same "
+                                            "scenario and models, or pass a new --out")
+        if raw is None:
+            return None
+        if not isinstance(raw, dict):
+            raise GenpiError(f"{self.meta_path} is not a JSON object: pass a new --out")
+        return SynthMeta.model_validate(raw)
+
+    def write_meta(self, meta: SynthMeta) -> None:
+        write_json_atomic(self.meta_path, meta.model_dump(mode="json"))

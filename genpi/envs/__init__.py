@@ -1,0 +1,12 @@
+"""Environments an agent talks to after its first reply, and the one episode loop.
+
+    simulated.py  a model plays the environment the prompt implies (the paper's role-play), seeing the
+                  conversation with roles swapped, until it writes the scenario's end marker
+    episodes.py   run_episodes(): agent and environment take turns; synthesis, evaluation and bench
+                  all converse through it, so they see the same kind of conversation
+"""
+
+from .episodes import run_episodes
+from .simulated import SimulatedEnvironment, environment_messages, parse_environment_reply
+
+__all__ = ["SimulatedEnvironment", "environment_messages", "parse_environment_reply", "run_episodes"]

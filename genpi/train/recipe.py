@@ -1,0 +1,233 @@
+"""Training as a recipe: setup (records -> examples -> a plan of steps), fit (LoRA + the joint loss on the
+stock Trainer), save (the PEFT adapter, genpi.json, the loss curve, optionally a merged model).
+
+    summary = train_adapter(scenario, model_ref, "data/", "adapter/", TrainConfig.from_preset("quick"))
+
+ADAPTER_DIR gets adapter_config.json + adapter_model.safetensors (standard PEFT), genpi.json and loss.png;
+with `merge`, merged/ (a full model folder). While training, checkpoints/ holds resumable checkpoints:
+rerunning the same call resumes from the last one, and returns at once when the adapter is done.
+"""
+
+from __future__ import annotations
+
+import platform
+import resource
+import shutil
+import sys
+import time
+from pathlib import Path
+
+from .. import __version__
+from ..artifacts import AdapterDir, AdapterMeta, DataDir, text_sha256
+from ..errors import GenpiError
+from ..files import write_dir_atomically
+from ..models import ModelRef, load_adapter, load_model, load_tokenizer
+from ..scenario import Scenario
+from .config import TrainConfig
+from .examples import build_examples
+
+
+def train_adapter(scenario: Scenario, model_ref: ModelRef, data_dir: str | Path, out_dir: str | Path,
+                  config: TrainConfig, progress: bool = True) -> dict:
+    """Train (or resume, or find finished) the adapter for `scenario` on DATA_DIR's records; return genpi.json."""
+    recipe = TrainRecipe(scenario, model_ref, data_dir, out_dir, config, progress)
+    done = recipe.setup()
+    if done is not None:
+        return done
+    recipe.fit()
+    return recipe.save()
+
+
+class TrainRecipe:
+    def __init__(self, scenario: Scenario, model_ref: ModelRef, data_dir: str | Path, out_dir: str | Path,
+                 config: TrainConfig, progress: bool = True):
+        self.sc, self.ref, self.cfg, self.progress = scenario, model_ref, config, progress
+        self.data = DataDir(data_dir)
+        self.out = AdapterDir(out_dir)
+
+    # -- setup ----------------------------------------------------------------------------------
+    def setup(self) -> dict | None:
+        """Read and check the data, sign the run; return genpi.json when this very run is already done."""
+        cfg, sc, out = self.cfg, self.sc, self.out
+        out.path.mkdir(parents=True, exist_ok=True)
+        self.records = self.data.read_records(require=True)
+        self.data_meta = self.data.read_meta()
+        want = self.data_meta.identity.get("scenario_sha256") if self.data_meta else None
+        if want and want != sc.sha256():
+            raise GenpiError(f"'{self.data.path}' was synthesized for another scenario (or another version of it): "
+                             "rerun 'genpi synth' for this scenario or pass the matching --data folder")
+        self.data_sha = self.data.records_sha256()
+        self.run_key = {**{k: v for k, v in cfg.to_dict().items() if k != "merge"}, "data_sha256": self.data_sha,
+                        "scenario_sha256": sc.sha256(), "prompt_sha256": sc.prompt_sha256,
+                        "model": self.ref.fingerprint()}
+        self.signature = text_sha256(self.run_key)[:16]
+        self.tok = load_tokenizer(self.ref)
+        if out.meta_path.is_file():
+            done = out.read_meta()
+            if done.signature != self.signature:
+                raise GenpiError(f"'{out.path}' already holds an adapter trained differently (differs in: "
+                                 f"{_differences(getattr(done, 'run', None) or {}, self.run_key)}): "
+                                 "pass a new --out or delete that folder")
+            if out.is_complete():
+                if cfg.merge and not (out.merged / "config.json").is_file():
+                    done.merged = str(self._write_merged())
+                    out.write_meta(done)
+                print(f"genpi train: '{out.path}' is already trained with these settings; nothing to do",
+                      file=sys.stderr)
+                return done.to_json()
+        old = out.read_checkpoint_run()
+        if old is not None and old.get("signature") != self.signature:
+            raise GenpiError(f"'{out.checkpoints}' holds checkpoints of a different run (differs in: "
+                             f"{_differences(old.get('run', {}), self.run_key)}): pass a new --out or delete "
+                             f"'{out.checkpoints}'")
+        self.built = build_examples(self.tok, sc, self.records, cfg, self.progress)
+        return None
+
+    # -- fit ------------------------------------------------------------------------------------
+    def fit(self) -> None:
+        import torch
+        from peft import LoraConfig, get_peft_model
+        from transformers import TrainingArguments
+        from transformers.trainer_callback import PrinterCallback, ProgressCallback
+        from transformers.utils import logging as hf_logging
+
+        from .batches import StepCollator, StepDataset, build_plan
+        from .trainer import GenpiTrainer, LogLineCallback, NonFiniteLoss
+
+        cfg, built, ckpt = self.cfg, self.built, self.out.checkpoints
+        hf_logging.set_verbosity_error()
+        plan = build_plan([len(e) for e in built.sft], built.pg_pool, [len(e) for e in built.pg], cfg.batch_size,
+                          cfg.epochs, cfg.pg_fraction, cfg.seed)
+        opt_steps = -(-len(plan.steps) // cfg.grad_accum)
+
+        torch.manual_seed(cfg.seed)
+        model = load_model(self.ref)
+        model.config.use_cache = False
+        lora = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
+                          target_modules="all-linear", bias="none", task_type="CAUSAL_LM")
+        self.model = get_peft_model(model, lora)
+        cuda = model.device.type == "cuda"
+        args = TrainingArguments(
+            output_dir=str(ckpt), per_device_train_batch_size=1, gradient_accumulation_steps=cfg.grad_accum,
+            num_train_epochs=1, learning_rate=cfg.learning_rate, lr_scheduler_type="cosine",
+            warmup_steps=cfg.warmup_ratio, max_grad_norm=cfg.max_grad_norm, weight_decay=cfg.weight_decay,
+            logging_steps=cfg.logging_steps or max(1, opt_steps // 20), save_strategy="steps",
+            save_steps=cfg.save_steps or max(1, -(-opt_steps // 10)), save_total_limit=2,
+            report_to="none", dataloader_num_workers=0, remove_unused_columns=False,
+            train_sampling_strategy="sequential", seed=cfg.seed, logging_nan_inf_filter=False,
+            bf16=cuda and torch.cuda.is_bf16_supported(), dataloader_pin_memory=cuda, disable_tqdm=not self.progress,
+            use_cpu=model.device.type == "cpu",
+        )
+        trainer = GenpiTrainer(model=self.model, args=args,
+                               train_dataset=StepDataset(plan, built.sft, built.pg, built.teacher),
+                               data_collator=StepCollator(self.tok.pad_token_id),
+                               method=cfg.method, lam=cfg.lam, kl_weight=cfg.kl_weight)
+        trainer.remove_callback(ProgressCallback)
+        trainer.remove_callback(PrinterCallback)
+        if self.progress:
+            trainer.add_callback(LogLineCallback())
+        ckpt.mkdir(parents=True, exist_ok=True)
+        self.out.write_checkpoint_run({"signature": self.signature, "run": self.run_key})
+        last = last_complete_checkpoint(ckpt)
+        if self.progress:
+            what = f"resuming from {Path(last).name}" if last else "training"
+            print(f"genpi train: {what}: {cfg.method}, {len(plan.steps)} micro-steps ({opt_steps} optimizer steps), "
+                  f"{len(built.sft)} SFT / {len(built.pg)} PG examples"
+                  + (f" ({built.sections} prompt sections)" if built.sections else ""), file=sys.stderr)
+        t0 = time.time()
+        try:
+            trainer.train(resume_from_checkpoint=last)
+        except NonFiniteLoss as e:
+            kept = last_complete_checkpoint(ckpt)
+            where = f"the last good checkpoint is kept in '{kept}' and a rerun resumes from it" if kept else \
+                "no checkpoint had been saved yet"
+            raise GenpiError(f"training stopped: {e}; {where}; lower the learning rate (--lr) or check the data")
+        wall = time.time() - t0
+        trained = trainer.tokens["trained"]
+        self.trainer = trainer
+        self.fit_stats = {
+            "micro_steps": len(plan.steps), "optimizer_steps": trainer.state.global_step,
+            "steps_per_epoch": plan.steps_per_epoch, "epochs": cfg.epochs,
+            "resumed_from": Path(last).name if last else None, "wall_s": round(wall, 2),
+            "tokens": trained, "teacher_tokens": trainer.tokens["teacher"],
+            "tokens_per_s": round(trained / wall, 1) if wall > 0 else None,
+            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+            "device": str(model.device), "bf16": bool(args.bf16), "threads": torch.get_num_threads()}
+
+    # -- save -----------------------------------------------------------------------------------
+    def save(self) -> dict:
+        from .plot import plot_loss_curve
+
+        cfg, ref, sc, out = self.cfg, self.ref, self.sc, self.out
+        # what a user (or vLLM's --lora-modules) loads the base from: the hub id, else the local folder / file
+        self.model.peft_config["default"].base_model_name_or_path = (
+            ref.spec if ref.kind == "hub" else str(Path(ref.path) / ref.gguf_file) if ref.gguf_file else ref.path)
+        self.model.save_pretrained(str(out.path), safe_serialization=True)
+        history = self.trainer.state.log_history
+        logged = [r for r in history if "loss" in r]
+        final = {k[5:] if k.startswith("loss_") else k: v for k, v in (logged[-1] if logged else {}).items()
+                 if k == "loss" or k.startswith("loss_")}
+        dm = self.data_meta.model_dump() if self.data_meta else {}
+        meta = {
+            "signature": self.signature, "run": self.run_key,
+            "adapter": {"dir": str(out.path), "r": cfg.lora_r, "alpha": cfg.lora_alpha, "target_modules": "all-linear",
+                        "trainable_parameters": sum(p.numel() for p in self.model.parameters() if p.requires_grad)},
+            "final_loss": final, "train": self.fit_stats,
+            "base_model": {"spec": ref.spec, "kind": ref.kind, "name": ref.name, "path": ref.path,
+                           "gguf_file": ref.gguf_file, "fingerprint": ref.fingerprint()},
+            "scenario": {"name": sc.name, "sha256": sc.sha256(), "prompt_sha256": sc.prompt_sha256,
+                         "source": sc.source},
+            "method": cfg.method, "lambda": cfg.lam, "kl_weight": cfg.kl_weight,
+            "data": {"dir": str(self.data.path), "sha256": self.data_sha, **self.built.stats,
+                     "synth_meta": {k: dm[k] for k in ("genpi_version", "identity", "models", "counts", "sampling")
+                                    if k in dm}},
+            "hyperparameters": cfg.to_dict(), "versions": _versions(),
+            "loss_history": [{"step": r["step"], **{k[5:] if k.startswith("loss_") else k: r[k] for k in r
+                                                    if k == "loss" or k.startswith("loss_")}}
+                             for r in history if "loss" in r and "step" in r],
+        }
+        if cfg.merge:
+            meta["merged"] = str(self._write_merged())
+        png = plot_loss_curve(history, out.loss_png, f"{sc.name}: {cfg.method} ({ref.name})")
+        meta["loss_curve"] = png.name if png else None
+        out.write_meta(meta)
+        shutil.rmtree(out.checkpoints, ignore_errors=True)
+        return AdapterMeta.model_validate(meta).to_json()
+
+    def _write_merged(self) -> Path:
+        """ADAPTER_DIR/merged: base + adapter merged into plain weights, with the tokenizer (servable as is)."""
+
+        def build(tmp: Path):
+            merged = load_adapter(load_model(self.ref), self.out.path, merge=True)
+            merged.save_pretrained(str(tmp), safe_serialization=True)
+            self.tok.save_pretrained(str(tmp))
+
+        return write_dir_atomically(self.out.merged, build)
+
+
+def last_complete_checkpoint(ckpt: Path) -> str | None:
+    """The newest checkpoint whose save finished (Trainer writes trainer_state.json last); a save cut short
+    by a kill is removed so that the run resumes from the one before it."""
+    done = []
+    for d in ckpt.glob("checkpoint-*"):
+        if not d.name.split("-")[-1].isdigit():
+            continue
+        if (d / "trainer_state.json").is_file():
+            done.append(d)
+        else:
+            shutil.rmtree(d, ignore_errors=True)
+    return str(max(done, key=lambda d: int(d.name.split("-")[-1]))) if done else None
+
+
+def _versions() -> dict:
+    import peft
+    import torch
+    import transformers
+
+    return {"genpi": __version__, "torch": torch.__version__, "transformers": transformers.__version__,
+            "peft": peft.__version__, "python": platform.python_version()}
+
+
+def _differences(old: dict, new: dict) -> str:
+    keys = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+    return ", ".join(keys) or "unknown"
