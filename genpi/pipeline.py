@@ -17,6 +17,7 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .errors import GenpiError
 from .evaluate.report import write_json
@@ -24,6 +25,9 @@ from .models import ModelRef
 from .presets import Preset, get_preset
 from .scenario import Scenario
 from .train.config import METHODS
+
+if TYPE_CHECKING:
+    from .generate.specs import GeneratorSpec
 
 
 def _stage(name: str, timings: dict, fn):
@@ -36,8 +40,8 @@ def _stage(name: str, timings: dict, fn):
 
 
 def run_pipeline(scenario: Scenario, model_ref: ModelRef, out_dir: str | Path, preset: Preset | str = "quick",
-                 methods: list[str] | tuple[str, ...] = ("genpi",), generator_spec: dict | None = None, *,
-                 bench: bool = True, progress: bool = True) -> dict:
+                 methods: list[str] | tuple[str, ...] = ("genpi",), generator_spec: GeneratorSpec | None = None,
+                 *, bench: bool = True, progress: bool = True) -> dict:
     """Run every stage for `scenario`; return {"report": report.json's dict, "bench": ..., "timings": ...}."""
     from .bench import run_bench
     from .evaluate import evaluate

@@ -13,7 +13,7 @@ import time
 import pytest
 
 from genpi.errors import GenpiError
-from genpi.generate import FakeBackend
+from genpi.generate import FakeBackend, SameSpec
 from genpi.scenario import load_scenario
 from genpi.synth import format_summary, synthesize
 from genpi.synth.interrupts import critical, graceful_interrupts
@@ -96,7 +96,7 @@ def sc(write):
 def _run(sc, tiny_ref, out, canned, num_inputs=3, max_turns=3, continues=False, **kw):
     kw.setdefault("batch_size", 2)
     base = FakeBackend(canned, name="base", continues=continues)
-    return synthesize(sc, tiny_ref, {"kind": "same"}, out, num_inputs, max_turns, "smoke",
+    return synthesize(sc, tiny_ref, SameSpec(), out, num_inputs, max_turns, "smoke",
                       base_backend=base, generator_backend=base, progress=False, **kw)
 
 
@@ -264,7 +264,7 @@ def test_critical_sections_hold_signals():
 
 DRIVER = """
 import sys, time
-from genpi.generate import FakeBackend
+from genpi.generate import FakeBackend, SameSpec
 from genpi.models import resolve_model
 from genpi.scenario import load_scenario
 from genpi.synth import synthesize

@@ -1,8 +1,9 @@
 """Self role-playing data synthesis (step 1 of the method): pseudo inputs, teacher / student outputs,
 reasons and role-played conversations, written to DATA_DIR/records.jsonl + meta.json.
 
+    from genpi.generate import SameSpec   # or LocalSpec(ref), ApiSpec(api_base, api_model)
     from genpi.synth import synthesize
-    summary = synthesize(scenario, model_ref, generator_spec, "data/", num_inputs=32, max_turns=3, preset="quick")
+    summary = synthesize(scenario, model_ref, SameSpec(), "data/", num_inputs=32, max_turns=3, preset="quick")
 """
 
 from .config import SynthConfig

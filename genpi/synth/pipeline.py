@@ -16,7 +16,8 @@ from tqdm import tqdm
 
 from .. import __version__
 from ..errors import GenpiError
-from ..generate.registry import build_backend, describe, local_backend
+from ..generate.local import local_backend
+from ..generate.specs import GeneratorSpec, SameSpec, build_backend
 from ..presets import Preset
 from ..scenario import Scenario, student_messages, teacher_messages
 from . import stages, store
@@ -27,18 +28,18 @@ from .interrupts import critical, graceful_interrupts
 STAGES = ("inputs", "teacher", "student", "reason", "roleplay")
 
 
-def synthesize(scenario: Scenario, model_ref, generator_spec: dict | None, out_dir: str | Path,
+def synthesize(scenario: Scenario, model_ref, generator_spec: GeneratorSpec | None, out_dir: str | Path,
                num_inputs: int | None = None, max_turns: int | None = None, preset: str | Preset = "quick", *,
                config: SynthConfig | None = None, base_backend=None, generator_backend=None,
                progress: bool = True, **overrides) -> dict:
     """Make (or complete) the records of `scenario` in `out_dir`; return a summary dict.
 
     model_ref: the base model (genpi.models.ModelRef); generator_spec: what commands.common.generator_arg
-    returns (None = the base model). base_backend / generator_backend: ready backends to use instead
-    of loading the models (tests pass FakeBackends). `overrides` go to SynthConfig.
+    returns (a genpi.generate spec; None = SameSpec(), the base model). base_backend / generator_backend:
+    ready backends to use instead of loading the models (tests pass FakeBackends). `overrides` go to SynthConfig.
     """
     cfg = config or SynthConfig.from_preset(preset, scenario, num_inputs, max_turns, **overrides)
-    run = _Run(scenario, model_ref, generator_spec or {"kind": "same"}, Path(out_dir), cfg,
+    run = _Run(scenario, model_ref, generator_spec or SameSpec(), Path(out_dir), cfg,
                base_backend, generator_backend, progress)
     with graceful_interrupts():
         return run.go()
@@ -60,7 +61,7 @@ class _Run:
     def identity(self) -> dict:
         return {"scenario_sha256": self.sc.sha256(),
                 "base_model": {"spec": self.ref.spec, "fingerprint": self.ref.fingerprint()},
-                "generator": describe(self.gen_spec, self.ref.spec),
+                "generator": self.gen_spec.describe(self.ref.spec),
                 "settings": self.cfg.shaping()}
 
     def base(self):
@@ -70,7 +71,7 @@ class _Run:
 
     def gen(self):
         if self._gen is None:
-            self._gen = build_backend(self.gen_spec, self.base() if self.gen_spec["kind"] == "same" else None)
+            self._gen = build_backend(self.gen_spec, self.base() if isinstance(self.gen_spec, SameSpec) else None)
         return self._gen
 
     # -- the run ----------------------------------------------------------------------------
