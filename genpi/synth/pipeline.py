@@ -3,6 +3,11 @@
 Order of work: keep enough pseudo inputs (persisted in inputs.jsonl as they are kept), then take
 them `batch_size` at a time through teacher / student outputs, reasons and role-play, appending
 each finished record. A rerun reads what is there and only does what is missing.
+
+Every generation call goes through a CachedBackend writing DATA_DIR/calls.jsonl. A rerun with other
+shaping settings (--max-turns, reply lengths) but the same scenario and models keeps the old
+records.jsonl aside (records.<hash of its settings>.jsonl) and starts afresh; the cache answers
+every call asked before, so only what the new settings add is generated.
 """
 
 from __future__ import annotations
@@ -15,7 +20,9 @@ from pathlib import Path
 from tqdm import tqdm
 
 from .. import __version__
+from ..artifacts import rename_aside, text_sha256
 from ..errors import GenpiError
+from ..generate.cache import CachedBackend
 from ..generate.local import local_backend
 from ..generate.specs import GeneratorSpec, SameSpec, build_backend
 from ..presets import Preset
@@ -49,10 +56,11 @@ class _Run:
     def __init__(self, sc, ref, gen_spec, out, cfg, base, gen, progress):
         self.sc, self.ref, self.gen_spec, self.out, self.cfg = sc, ref, gen_spec, out, cfg
         self._base, self._gen = base, gen
+        self._caches: list[CachedBackend] = []
         self.progress = progress
         self.out.mkdir(parents=True, exist_ok=True)
-        self.paths = {k: self.out / f for k, f in
-                      (("records", "records.jsonl"), ("inputs", "inputs.jsonl"), ("meta", "meta.json"))}
+        self.paths = {k: self.out / f for k, f in (("records", "records.jsonl"), ("inputs", "inputs.jsonl"),
+                                                   ("meta", "meta.json"), ("calls", "calls.jsonl"))}
         self.seconds = dict.fromkeys(STAGES, 0.0)
         self.counts = {"candidates": 0, "rounds": 0, "rejected_outputs": 0, "sampled_retries": 0}
         self.shortfall: str | None = None
@@ -67,12 +75,20 @@ class _Run:
     def base(self):
         if self._base is None:
             self._base = local_backend(self.ref, batch_size=self.cfg.batch_size)
-        return self._base
+        return self._cached(self._base)
 
     def gen(self):
         if self._gen is None:
             self._gen = build_backend(self.gen_spec, self.base() if isinstance(self.gen_spec, SameSpec) else None)
-        return self._gen
+        return self._cached(self._gen)
+
+    def _cached(self, backend) -> CachedBackend:
+        """One CachedBackend per backend, all on calls.jsonl (their identities tell the models apart)."""
+        for c in self._caches:
+            if backend is c or backend is c.inner:
+                return c
+        self._caches.append(CachedBackend(backend, self.paths["calls"]))
+        return self._caches[-1]
 
     # -- the run ----------------------------------------------------------------------------
     def go(self) -> dict:
@@ -81,6 +97,7 @@ class _Run:
         if old is None and self.paths["records"].exists() and self.paths["records"].stat().st_size:
             raise GenpiError(f"{self.out} holds records.jsonl but no meta.json, so it cannot be resumed "
                              "safely: pass a new --out")
+        old = self._reshaped(old)
         store.check_same_run(old, self.ident, self.out)
         self.old = old or {}
         records = {}
@@ -101,11 +118,35 @@ class _Run:
             print(f"\ngenpi synth: stopped; {len(self.records)} of {self.cfg.num_inputs} records are saved in "
                   f"{self.paths['records']}. Rerun the same command to resume.", file=sys.stderr)
             raise
+        finally:
+            for c in self._caches:
+                c.close()
         status = "short" if self.shortfall else "done"
         summary = self._write_meta(status)
         if self.shortfall:
             raise GenpiError(self.shortfall)
         return summary
+
+    def _reshaped(self, old: dict | None) -> dict | None:
+        """When only the shaping settings differ from the folder's, keep its records aside and start afresh;
+        return the meta to go on from (what check_same_run then compares)."""
+        before = (old or {}).get("identity", {})
+        now = self.ident["settings"]
+        if not old or before.get("settings") == now or any(
+                before.get(k) != v for k, v in self.ident.items() if k != "settings"):
+            return old
+        was = before.get("settings") or {}
+        changed = ", ".join(f"{k} {was.get(k)} -> {v}" for k, v in now.items() if was.get(k) != v)
+        kept, aside = "no records to keep", list(old.get("set_aside", []))
+        if self.paths["records"].exists() and self.paths["records"].stat().st_size:
+            moved = rename_aside(self.paths["records"], text_sha256(was)[:8])
+            aside.append({"file": moved.name, "settings": was})
+            kept = f"kept its records as {moved.name}"
+        reuse = ("calls made before come from calls.jsonl" if self.paths["calls"].exists() else
+                 "no calls.jsonl from before, so every call is made again")
+        print(f"genpi synth: {self.out} was made with other settings ({changed}): {kept} and started "
+              f"records.jsonl afresh; {reuse}", file=sys.stderr)
+        return {**old, "identity": {**before, "settings": now}, "set_aside": aside}
 
     def _todo(self) -> list[str]:
         need = self.cfg.num_inputs - len(self.records)
@@ -290,7 +331,7 @@ class _Run:
                          "reason": stages.REASON.sampling(), "roleplay": "greedy",
                          "empty_reply_retry": {"temperature": 0.7, "top_p": 0.9}},
             "settings": self.cfg.to_dict(),
-            "counts": counts, "filter_drops": drops,
+            "counts": counts, "filter_drops": drops, "set_aside": old.get("set_aside", []),
             "teacher_checks": checks,
             "stage_seconds": {k: round(v, 2) for k, v in self.seconds.items()},
             "stage_seconds_total": {k: round(v + float(old_secs.get(k, 0)), 2) for k, v in self.seconds.items()},
