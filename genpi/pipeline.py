@@ -18,6 +18,7 @@ import sys
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .artifacts import write_run_summary
 from .bench import BenchConfig
@@ -45,6 +46,9 @@ class RunConfig:
                    TrainConfig.from_preset(preset, **(train or {})), EvalConfig.from_preset(preset, **(eval or {})),
                    BenchConfig.from_preset(preset, **(bench or {})))
 
+if TYPE_CHECKING:
+    from .generate.specs import GeneratorSpec
+
 
 def _stage(name: str, timings: dict, fn):
     print(f"genpi run: {name} ...", file=sys.stderr)
@@ -56,8 +60,8 @@ def _stage(name: str, timings: dict, fn):
 
 
 def run_pipeline(scenario: Scenario, model_ref: ModelRef, out_dir: str | Path, config: RunConfig,
-                 methods: list[str] | tuple[str, ...] | str = ("genpi",), generator_spec=None, *,
-                 bench: bool = True, progress: bool = True) -> dict:
+                 methods: list[str] | tuple[str, ...] | str = ("genpi",), generator_spec: GeneratorSpec | None = None,
+                 *, bench: bool = True, progress: bool = True) -> dict:
     """Run every stage for `scenario`; return {"report": report.json's dict, "bench": ..., "run": ...}."""
     from .bench import run_bench
     from .evaluate import evaluate

@@ -13,7 +13,7 @@ import time
 import pytest
 
 from genpi.errors import GenpiError
-from genpi.generate import FakeBackend
+from genpi.generate import FakeBackend, LocalSpec, SameSpec
 from genpi.scenario import load_scenario
 from genpi.synth import format_summary, synthesize
 from genpi.synth.interrupts import critical, graceful_interrupts
@@ -207,14 +207,52 @@ def test_interrupt_then_resume_and_top_up(sc, tiny_ref, tmp_path, capsys):
     assert sum(again.n.values()) == 0 and len(_records(out)) == 7
 
 
-def test_resume_refuses_other_settings_or_scenario(sc, tiny_ref, tmp_path, write):
+def test_resume_refuses_another_scenario_or_model(sc, tiny_ref, tmp_path, write):
     out = tmp_path / "D"
     _run(sc, tiny_ref, out, Canned(), num_inputs=2, max_turns=2)
-    with pytest.raises(GenpiError, match="different settings.*new --out"):
-        _run(sc, tiny_ref, out, Canned(), num_inputs=2, max_turns=3)
+    before = (out / "records.jsonl").read_bytes()
     other = load_scenario(write("other.yaml", SCENARIO.replace("shell agent", "bash agent")))
-    with pytest.raises(GenpiError, match="different scenario sha256"):
-        _run(other, tiny_ref, out, Canned(), num_inputs=2, max_turns=2)
+    with pytest.raises(GenpiError, match="different scenario sha256.*new --out"):
+        _run(other, tiny_ref, out, Canned(), num_inputs=2, max_turns=3)  # other settings too: still refused
+    fake = FakeBackend(Canned(), name="gen")
+    with pytest.raises(GenpiError, match="different generator.*new --out"):
+        synthesize(sc, tiny_ref, LocalSpec(tiny_ref), out, SynthConfig.from_preset("smoke", sc, num_inputs=2,
+                   max_turns=3), base_backend=fake, generator_backend=fake, progress=False)
+    assert (out / "records.jsonl").read_bytes() == before and sorted(p.name for p in out.glob("records*")) == [
+        "records.jsonl"]
+
+
+def test_other_turns_keep_the_old_records_aside_and_reuse_every_call(sc, tiny_ref, tmp_path, capsys):
+    out = tmp_path / "D"
+    _run(sc, tiny_ref, out, Canned(end_after=9), num_inputs=3, max_turns=2)
+    old, old_bytes = _records(out), (out / "records.jsonl").read_bytes()
+    capsys.readouterr()
+    canned = Canned(end_after=9)
+    _run(sc, tiny_ref, out, canned, num_inputs=3, max_turns=3)
+    err = capsys.readouterr().err.strip()
+    # only the new turn was generated: one environment and one agent reply per record
+    assert canned.n == {"inputs": 0, "reason": 0, "env": 3, "teacher": 3, "student": 0}
+    aside = [p for p in out.glob("records.*.jsonl")]
+    assert len(aside) == 1 and aside[0].read_bytes() == old_bytes
+    assert "\n" not in err and "max_turns 2 -> 3" in err and aside[0].name in err
+    new = _records(out)
+    assert [r["id"] for r in new] == [r["id"] for r in old]
+    for o, n in zip(old, new):
+        assert {k: n[k] for k in o if k != "conversation"} == {k: o[k] for k in o if k != "conversation"}
+        assert len(o["conversation"]) == 3 and n["conversation"][:3] == o["conversation"]
+        assert [t["role"] for t in n["conversation"]] == ["assistant", "user", "assistant", "user", "assistant"]
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["identity"]["settings"]["max_turns"] == 3 and meta["status"] == "done"
+    assert meta["set_aside"] == [{"file": aside[0].name, "settings": {"max_turns": 2, "max_new_tokens": 16,
+                                                                      "reason_tokens": 16}}]
+    # back to 2 turns: every call is answered from calls.jsonl, and no records file is overwritten
+    again = Canned(end_after=9)
+    _run(sc, tiny_ref, out, again, num_inputs=3, max_turns=2)
+    assert sum(again.n.values()) == 0 and _records(out) == old
+    _run(sc, tiny_ref, out, again, num_inputs=3, max_turns=3)
+    assert sum(again.n.values()) == 0 and _records(out) == new
+    assert len(list(out.glob("records.*.jsonl"))) == 3
+    assert len(json.loads((out / "meta.json").read_text())["set_aside"]) == 3
 
 
 def test_records_without_meta_are_refused(sc, tiny_ref, tmp_path):

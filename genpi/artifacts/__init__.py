@@ -11,11 +11,11 @@ No other module names or opens these files.
 
 from .adapter import AdapterDir, AdapterMeta
 from .data import DataDir, Record, SynthMeta, Turn, input_id
-from .io import (JsonlAppender, append_jsonl, file_sha256, read_json, read_jsonl, text_sha256,
+from .io import (JsonlAppender, append_jsonl, file_sha256, read_json, read_jsonl, rename_aside, text_sha256,
                  write_json_atomic, write_jsonl_atomic, write_text_atomic)
 from .reports import BenchDir, BenchReport, OutputRow, Report, ReportDir, VariantScore, write_run_summary
 
 __all__ = ["AdapterDir", "AdapterMeta", "BenchDir", "BenchReport", "DataDir", "JsonlAppender", "OutputRow",
            "Record", "Report", "ReportDir", "SynthMeta", "Turn", "VariantScore", "append_jsonl", "file_sha256",
-           "input_id", "read_json", "read_jsonl", "text_sha256", "write_json_atomic", "write_jsonl_atomic",
-           "write_run_summary", "write_text_atomic"]
+           "input_id", "read_json", "read_jsonl", "rename_aside", "text_sha256", "write_json_atomic",
+           "write_jsonl_atomic", "write_run_summary", "write_text_atomic"]

@@ -16,7 +16,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from ..errors import GenpiError
-from .io import JsonlAppender, file_sha256, read_json, read_jsonl, write_json_atomic
+from .io import JsonlAppender, file_sha256, read_json, read_jsonl, rename_aside, write_json_atomic
 
 RECORDS, INPUTS, CALLS, META = "records.jsonl", "inputs.jsonl", "calls.jsonl", "meta.json"
 
@@ -150,14 +150,7 @@ class DataDir:
 
     def set_records_aside(self, tag: str) -> Path | None:
         """Rename records.jsonl to records.TAG.jsonl (generated data is never overwritten); return the new path."""
-        if not self.has_records():
-            return None
-        target = self.path / f"records.{tag}.jsonl"
-        n = 2
-        while target.exists():
-            target, n = self.path / f"records.{tag}-{n}.jsonl", n + 1
-        self.records_path.rename(target)
-        return target
+        return rename_aside(self.records_path, tag) if self.has_records() else None
 
     # -- the input pool ----------------------------------------------------------------------
     def read_inputs(self) -> tuple[list[str], set[str]]:

@@ -143,6 +143,18 @@ def write_jsonl_atomic(path: str | Path, rows: list[Any]) -> Path:
     return write_text_atomic(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
 
 
+def rename_aside(path: str | Path, tag: str) -> Path:
+    """Move `path` to NAME.<tag>.EXT beside it (NAME.<tag>.2.EXT, ... when taken): nothing is overwritten."""
+    path = Path(path)
+    n = 1
+    while True:
+        target = path.with_name(f"{path.stem}.{tag}{f'.{n}' if n > 1 else ''}{path.suffix}")
+        if not target.exists():
+            path.rename(target)
+            return target
+        n += 1
+
+
 def file_sha256(path: str | Path) -> str:
     """Hex SHA-256 of a file's bytes."""
     with open(path, "rb") as f:

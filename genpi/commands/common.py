@@ -5,12 +5,16 @@ from __future__ import annotations
 import argparse
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..artifacts import AdapterDir, DataDir
 from ..errors import GenpiError
 from ..models import ModelRef, resolve_model
 from ..presets import PRESETS, check_preset, preset_model
 from ..scenario import Scenario, load_scenario
+
+if TYPE_CHECKING:
+    from ..generate.specs import GeneratorSpec
 
 
 def add_scenario(p: argparse.ArgumentParser) -> None:
@@ -55,21 +59,20 @@ def model_arg(spec: str | None, preset: str = "quick") -> ModelRef:
     return resolve_model(spec or preset_model(check_preset(preset)))
 
 
-def generator_arg(args) -> dict:
-    """Validate the generator flags; return a plain description (never holding the key itself)."""
+def generator_arg(args) -> GeneratorSpec:
+    """Validate the generator flags; return a typed spec (holding the key's variable name, never the key)."""
+    from ..generate.specs import ApiSpec, LocalSpec, SameSpec
+
     if args.api_base or args.api_model:
         if not (args.api_base and args.api_model):
             raise GenpiError("--api-base and --api-model go together: pass both (e.g. --api-base "
                              "http://localhost:8000/v1 --api-model NAME)")
         if args.generator:
             raise GenpiError("pass either --generator (a local model) or --api-base/--api-model, not both")
-        if not args.api_base.startswith(("http://", "https://")):
-            raise GenpiError(f"--api-base '{args.api_base}' must be an http:// or https:// URL")
-        return {"kind": "api", "api_base": args.api_base.rstrip("/"), "api_model": args.api_model,
-                "api_key_env": args.api_key_env, "has_key": bool(os.environ.get(args.api_key_env))}
+        return ApiSpec(api_base=args.api_base, api_model=args.api_model, api_key_env=args.api_key_env)
     if args.generator:
-        return {"kind": "local", "model": resolve_model(args.generator)}
-    return {"kind": "same"}
+        return LocalSpec(resolve_model(args.generator))
+    return SameSpec()
 
 
 def out_dir_arg(path: str, what: str = "--out") -> Path:

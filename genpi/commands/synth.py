@@ -1,9 +1,10 @@
 """Self role-playing data synthesis: pseudo inputs, teacher/student outputs, reasons, role-play.
 
 Writes DATA_DIR/records.jsonl (one line per kept pseudo input, appended as each is finished),
-DATA_DIR/inputs.jsonl (the pseudo-input pool), DATA_DIR/calls.jsonl (every generation call, so a
-rerun pays for none twice) and DATA_DIR/meta.json. Rerunning the same command resumes; a larger
---num-inputs tops up. Ctrl-C (or SIGTERM) stops between records.
+DATA_DIR/inputs.jsonl (the pseudo-input pool), DATA_DIR/calls.jsonl (every generation call, a cache)
+and DATA_DIR/meta.json. Rerunning the same command resumes; a larger --num-inputs tops up; another
+--max-turns keeps the old records aside and generates only what is new. Ctrl-C (or SIGTERM) stops
+between records.
 """
 
 from __future__ import annotations

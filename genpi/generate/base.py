@@ -11,6 +11,8 @@ _SPECIAL = re.compile(r"<\|[^|>\s]{1,40}\|>|</?s>|<(?:end_of_turn|start_of_turn|
 
 class Backend(Protocol):
     name: str
+    # a string that changes when the model changes (what the call cache keys replies on)
+    identity: str
     # True when a conversation may end with a started assistant turn, which `chat` then continues
     # (its reply is the continuation alone); False when every conversation must end with a user turn
     continues: bool

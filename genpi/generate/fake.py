@@ -17,6 +17,7 @@ class FakeBackend:
                  default: str | None = None, fail_times: int = 0, error: type[Exception] = RuntimeError,
                  continues: bool = False):
         self.name = name
+        self.identity = name  # keys of the call cache: a fake is its name
         self.continues = continues
         self.fn = replies if callable(replies) else None
         self.queue = deque([] if callable(replies) else replies)

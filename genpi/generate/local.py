@@ -24,13 +24,16 @@ class LocalBackend:
     prefix_cache: reuse the KV cache of the prefix that a batch's conversations share.
     min_prefix: shortest shared prefix (tokens) worth caching.
     keep_prefixes: how many prefix caches to keep between calls (least recently used is dropped).
+    identity: a string that changes when the model changes (keys of the call cache; default: name).
     """
 
     def __init__(self, model, tokenizer, name: str = "local", batch_size: int = 8, *,
-                 prefix_cache: bool = True, min_prefix: int = 16, keep_prefixes: int = 8):
+                 prefix_cache: bool = True, min_prefix: int = 16, keep_prefixes: int = 8,
+                 identity: str | None = None):
         self.model = model
         self.tok = tokenizer
         self.name = name
+        self.identity = identity or name
         self.batch_size = batch_size
         self.prefix_cache = prefix_cache
         self.min_prefix = min_prefix
@@ -118,6 +121,14 @@ class LocalBackend:
         while len(self._prefixes) > self.keep_prefixes:
             self._prefixes.popitem(last=False)
         return key, n
+
+
+def local_backend(ref, batch_size: int = 8, prefix_cache: bool = True) -> LocalBackend:
+    """A LocalBackend over a resolved model (genpi.models.ModelRef), identified by its files' fingerprint."""
+    from ..models import load_model, load_tokenizer
+
+    return LocalBackend(load_model(ref), load_tokenizer(ref), name=ref.name, batch_size=batch_size,
+                        prefix_cache=prefix_cache, identity=ref.fingerprint())
 
 
 def shared_prefix_len(batch: list[list[int]]) -> int:

@@ -3,6 +3,11 @@
 Order of work: keep enough pseudo inputs (persisted in inputs.jsonl as they are kept), then take
 them `batch_size` at a time through teacher / student outputs, reasons and role-play, appending
 each finished record. A rerun reads what is there and only does what is missing.
+
+Every generation call goes through a CachedBackend writing DATA_DIR/calls.jsonl. A rerun with other
+shaping settings (--max-turns, reply lengths) but the same scenario and models keeps the old
+records.jsonl aside (records.<hash of its settings>.jsonl) and starts afresh; the cache answers
+every call asked before, so only what the new settings add is generated.
 """
 
 from __future__ import annotations
@@ -15,10 +20,12 @@ from pathlib import Path
 from tqdm import tqdm
 
 from .. import __version__
+from ..artifacts import DataDir, Record, SynthMeta, input_id, text_sha256
 from ..errors import GenpiError
-from ..generate.registry import build_backend, describe, local_backend
+from ..generate.cache import CachedBackend
+from ..generate.local import local_backend
+from ..generate.specs import GeneratorSpec, SameSpec, build_backend
 from ..scenario import Scenario, student_messages, teacher_messages
-from ..artifacts import DataDir, Record, SynthMeta, input_id
 from ..envs import SimulatedEnvironment, run_episodes
 from . import stages, store
 from .config import SynthConfig
@@ -28,16 +35,16 @@ from .interrupts import critical, graceful_interrupts
 STAGES = ("inputs", "teacher", "student", "reason", "roleplay")
 
 
-def synthesize(scenario: Scenario, model_ref, generator_spec: dict | None, out_dir: str | Path,
+def synthesize(scenario: Scenario, model_ref, generator_spec: GeneratorSpec | None, out_dir: str | Path,
                config: SynthConfig, *, base_backend=None, generator_backend=None, progress: bool = True) -> dict:
     """Make (or complete) the records of `scenario` in `out_dir`; return a summary dict.
 
     model_ref: the base model (genpi.models.ModelRef); generator_spec: what commands.common.generator_arg
-    returns (None = the base model); config: SynthConfig.from_preset(...). base_backend / generator_backend:
-    ready backends to use instead of loading the models (tests pass FakeBackends).
+    returns (a genpi.generate spec; None = SameSpec(), the base model); config: SynthConfig.from_preset(...).
+    base_backend / generator_backend: ready backends to use instead of loading the models (tests pass FakeBackends).
     """
     cfg = config
-    run = _Run(scenario, model_ref, generator_spec or {"kind": "same"}, Path(out_dir), cfg,
+    run = _Run(scenario, model_ref, generator_spec or SameSpec(), Path(out_dir), cfg,
                base_backend, generator_backend, progress)
     with graceful_interrupts():
         return run.go()
@@ -47,6 +54,7 @@ class _Run:
     def __init__(self, sc, ref, gen_spec, out, cfg, base, gen, progress):
         self.sc, self.ref, self.gen_spec, self.out, self.cfg = sc, ref, gen_spec, out, cfg
         self._base, self._gen = base, gen
+        self._caches: list[CachedBackend] = []
         self.progress = progress
         self.out.mkdir(parents=True, exist_ok=True)
         self.data = DataDir(self.out)
@@ -58,18 +66,26 @@ class _Run:
     def identity(self) -> dict:
         return {"scenario_sha256": self.sc.sha256(),
                 "base_model": {"spec": self.ref.spec, "fingerprint": self.ref.fingerprint()},
-                "generator": describe(self.gen_spec, self.ref.spec),
+                "generator": self.gen_spec.describe(self.ref.spec),
                 "settings": self.cfg.shaping()}
 
     def base(self):
         if self._base is None:
             self._base = local_backend(self.ref, batch_size=self.cfg.batch_size)
-        return self._base
+        return self._cached(self._base)
 
     def gen(self):
         if self._gen is None:
-            self._gen = build_backend(self.gen_spec, self.base() if self.gen_spec["kind"] == "same" else None)
-        return self._gen
+            self._gen = build_backend(self.gen_spec, self.base() if isinstance(self.gen_spec, SameSpec) else None)
+        return self._cached(self._gen)
+
+    def _cached(self, backend) -> CachedBackend:
+        """One CachedBackend per backend, all on calls.jsonl (their identities tell the models apart)."""
+        for c in self._caches:
+            if backend is c or backend is c.inner:
+                return c
+        self._caches.append(CachedBackend(backend, self.data.calls_path))
+        return self._caches[-1]
 
     # -- the run ----------------------------------------------------------------------------
     def go(self) -> dict:
@@ -78,6 +94,7 @@ class _Run:
         if old is None and self.data.has_records():
             raise GenpiError(f"{self.out} holds records but no meta.json, so it cannot be resumed "
                              "safely: pass a new --out")
+        old = self._reshaped(old)
         store.check_same_run(old, self.ident, self.out)
         self.old = old or SynthMeta()
         self.records: dict[str, Record] = {}
@@ -95,11 +112,36 @@ class _Run:
             print(f"\ngenpi synth: stopped; {len(self.records)} of {self.cfg.num_inputs} records are saved in "
                   f"{self.data.records_path}. Rerun the same command to resume.", file=sys.stderr)
             raise
+        finally:
+            for c in self._caches:
+                c.close()
         status = "short" if self.shortfall else "done"
         summary = self._write_meta(status)
         if self.shortfall:
             raise GenpiError(self.shortfall)
         return summary
+
+    def _reshaped(self, old: SynthMeta | None) -> SynthMeta | None:
+        """When only the shaping settings differ from the folder's, keep its records aside and start afresh;
+        return the meta to go on from (what check_same_run then compares)."""
+        before = old.identity if old is not None else {}
+        now = self.ident["settings"]
+        if old is None or before.get("settings") == now or any(
+                before.get(k) != v for k, v in self.ident.items() if k != "settings"):
+            return old
+        was = before.get("settings") or {}
+        changed = ", ".join(f"{k} {was.get(k)} -> {v}" for k, v in now.items() if was.get(k) != v)
+        kept, aside = "no records to keep", list(getattr(old, "set_aside", None) or [])
+        moved = self.data.set_records_aside(text_sha256(was)[:8])
+        if moved is not None:
+            aside.append({"file": moved.name, "settings": was})
+            kept = f"kept its records as {moved.name}"
+        reuse = ("calls made before come from the call cache" if self.data.calls_path.exists() else
+                 "no call cache from before, so every call is made again")
+        print(f"genpi synth: {self.out} was made with other settings ({changed}): {kept} and started "
+              f"the records afresh; {reuse}", file=sys.stderr)
+        return SynthMeta.model_validate({**old.model_dump(), "identity": {**before, "settings": now},
+                                         "set_aside": aside})
 
     def _todo(self) -> list[str]:
         need = self.cfg.num_inputs - len(self.records)
@@ -271,7 +313,7 @@ class _Run:
                          "reason": stages.REASON.sampling(), "roleplay": "greedy",
                          "empty_reply_retry": {"temperature": 0.7, "top_p": 0.9}},
             "settings": self.cfg.to_dict(),
-            "counts": counts, "filter_drops": drops,
+            "counts": counts, "filter_drops": drops, "set_aside": getattr(old, "set_aside", None) or [],
             "teacher_checks": checks,
             "stage_seconds": {k: round(v, 2) for k, v in self.seconds.items()},
             "stage_seconds_total": {k: round(v + float(old_secs.get(k, 0)), 2) for k, v in self.seconds.items()},
