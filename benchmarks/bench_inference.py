@@ -22,9 +22,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from genpi.bench import run_bench  # noqa: E402
+from genpi.artifacts import AdapterDir  # noqa: E402
+from genpi.bench import BenchConfig, run_bench  # noqa: E402
 from genpi.bench.random_adapter import make_random_adapter  # noqa: E402
-from genpi.models import check_adapter_dir, resolve_model  # noqa: E402
+from genpi.models import resolve_model  # noqa: E402
 from genpi.scenario import load_scenario  # noqa: E402
 
 
@@ -69,18 +70,19 @@ def main() -> int:
 
     ref = resolve_model(args.model)
     out = Path(args.out)
-    adapter = check_adapter_dir(args.adapter) if args.adapter else None
+    adapter = AdapterDir(args.adapter).require().path if args.adapter else None
     if adapter is None:
         adapter = out / "random-adapter-r16"
-        if not (adapter / "adapter_model.safetensors").is_file():
+        if not AdapterDir(adapter).weights_path.is_file():
             make_random_adapter(ref, adapter, rank=16, alpha=32)
     results = []
     for f in scenario_files():
         sc = load_scenario(f)
         if args.only and sc.name != args.only:
             continue
-        r = run_bench(sc, ref, adapter, out / sc.name, args.turns, "quick", reply_tokens=args.reply_tokens,
-                      conversations=args.conversations, repeats=args.repeats, threads=args.threads)
+        cfg = BenchConfig(turns=args.turns, reply_tokens=args.reply_tokens, conversations=args.conversations,
+                          repeats=args.repeats, threads=args.threads)
+        r = run_bench(sc, ref, adapter, out / sc.name, cfg)
         fig = figures(r)
         results.append(fig)
         print(f"{sc.name}: prompt {fig['prompt_tokens']} tokens; internalized/with_prompt FLOPs {fig['flops_ratio']}, "

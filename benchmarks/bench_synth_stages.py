@@ -22,10 +22,11 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from genpi.artifacts import DataDir  # noqa: E402
 from genpi.errors import GenpiError  # noqa: E402
 from genpi.models import resolve_model  # noqa: E402
 from genpi.scenario import load_scenario  # noqa: E402
-from genpi.synth import format_summary, synthesize  # noqa: E402
+from genpi.synth import SynthConfig, format_summary, synthesize  # noqa: E402
 
 
 def main() -> None:
@@ -39,19 +40,20 @@ def main() -> None:
     args = ap.parse_args()
 
     out = Path(args.out or tempfile.mkdtemp(prefix="genpi-synth-bench-"))
-    if (out / "records.jsonl").exists():
+    if DataDir(out).has_records():
         sys.exit(f"{out} already holds records: pass a new --out so the whole run is timed")
     load_before = os.getloadavg()[0]
     t0 = time.perf_counter()
     status = "done"
     try:
-        summary = synthesize(load_scenario(args.scenario), resolve_model(args.model), None, out,
-                             args.num_inputs, args.max_turns, args.preset)
+        sc = load_scenario(args.scenario)
+        cfg = SynthConfig.from_preset(args.preset, sc, num_inputs=args.num_inputs, max_turns=args.max_turns)
+        summary = synthesize(sc, resolve_model(args.model), None, out, cfg)
     except GenpiError as e:  # too few inputs: the figures of what ran are still in meta.json
         status = f"short: {e}"
         summary = None
     wall = time.perf_counter() - t0
-    meta = json.loads((out / "meta.json").read_text())
+    meta = DataDir(out).read_meta().model_dump()
     if summary:
         print(format_summary(summary))
     result = {"bench": "synth_stages", "scenario": meta["scenario"], "model": meta["models"]["base"],

@@ -48,12 +48,16 @@ def stand_in_records(sc, n: int, folder: Path) -> Path:
     conv = [t for t in demo if t["content"].strip()]
     while conv and conv[-1]["role"] == "user":
         conv.pop()
+    from genpi.artifacts import DataDir, Record
+
+    data = DataDir(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / "records.jsonl", "w") as f:
+    data.records_path.unlink(missing_ok=True)
+    with data.record_writer() as w:
         for i in range(n):
             x = inputs[i % len(inputs)] + (f" (case {i // len(inputs) + 1})" if i >= len(inputs) else "")
-            f.write(json.dumps({"id": f"s{i}", "input": x, "teacher_output": conv[0]["content"],
-                                "student_output": STUDENT, "reason": REASON, "conversation": conv}) + "\n")
+            w.write(Record(id=f"s{i}", input=x, teacher_output=conv[0]["content"], student_output=STUDENT,
+                           reason=REASON, conversation=conv).to_json())
     return folder
 
 
@@ -79,17 +83,17 @@ def main() -> int:
         torch.set_num_threads(args.threads)
     from genpi.models import resolve_model
     from genpi.scenario import load_scenario
-    from genpi.train import train_adapter
+    from genpi.train import TrainConfig, parse_methods, train_adapter
 
     sc = load_scenario(args.scenario)
     ref = resolve_model(args.model)
     work = Path(args.out or tempfile.mkdtemp(prefix="bench_train."))
     data = Path(args.data) if args.data else stand_in_records(sc, args.records, work / "data")
     runs = {}
-    for method in [m.strip() for m in args.methods.split(",") if m.strip()]:
+    for method in parse_methods(args.methods):
         t0 = time.time()
-        s = train_adapter(sc, ref, data, work / f"adapter-{method}", method=method, preset=args.preset,
-                          epochs=args.epochs, pg_fraction=args.pg_fraction, progress=True)
+        cfg = TrainConfig.from_preset(args.preset, method=method, epochs=args.epochs, pg_fraction=args.pg_fraction)
+        s = train_adapter(sc, ref, data, work / f"adapter-{method}", cfg, progress=True)
         wall = time.time() - t0
         t, d = s["train"], s["data"]
         runs[method] = {"total_wall_s": round(wall, 1), "train_wall_s": t["wall_s"], "tokens": t["tokens"],

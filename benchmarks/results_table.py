@@ -10,16 +10,21 @@ per-check retention in brackets), KL to the prompted teacher and chrF against it
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 
 def _report(folder: Path) -> dict:
-    for p in (folder / "report" / "report.json", folder / "report.json"):
-        if p.is_file():
-            return json.loads(p.read_text())
-    sys.exit(f"results_table: no report.json in {folder} or {folder}/report: pass a folder written by genpi run or eval")
+    from genpi.artifacts import ReportDir
+    from genpi.errors import GenpiError
+
+    run_report = ReportDir(folder / "report")
+    try:
+        return (run_report if run_report.report_path.is_file() else ReportDir(folder)).read()
+    except GenpiError as e:
+        sys.exit(f"results_table: {e}")
 
 
 def _num(x, fmt="{:.2f}") -> str:

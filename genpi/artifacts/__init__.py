@@ -9,13 +9,13 @@ is read and written (atomic JSON, append-only JSONL with one torn-line policy, f
 No other module names or opens these files.
 """
 
-from .adapter import AdapterDir, AdapterMeta
-from .data import DataDir, Record, SynthMeta, Turn, input_id
+from .adapter import META as ADAPTER_META, AdapterDir, AdapterMeta
+from .data import META as DATA_META, RECORDS, DataDir, Record, SynthMeta, Turn, input_id
 from .io import (JsonlAppender, append_jsonl, file_sha256, read_json, read_jsonl, rename_aside, text_sha256,
                  write_json_atomic, write_jsonl_atomic, write_text_atomic)
-from .reports import BenchDir, BenchReport, OutputRow, Report, ReportDir, VariantScore, write_run_summary
+from .reports import BENCH, REPORT, BenchDir, BenchReport, OutputRow, Report, ReportDir, VariantScore, write_run_summary
 
-__all__ = ["AdapterDir", "AdapterMeta", "BenchDir", "BenchReport", "DataDir", "JsonlAppender", "OutputRow",
+__all__ = ["ADAPTER_META", "BENCH", "DATA_META", "RECORDS", "REPORT", "AdapterDir", "AdapterMeta", "BenchDir", "BenchReport", "DataDir", "JsonlAppender", "OutputRow",
            "Record", "Report", "ReportDir", "SynthMeta", "Turn", "VariantScore", "append_jsonl", "file_sha256",
            "input_id", "read_json", "read_jsonl", "rename_aside", "text_sha256", "write_json_atomic",
            "write_jsonl_atomic", "write_run_summary", "write_text_atomic"]

@@ -168,6 +168,14 @@ class DataDir:
         return JsonlAppender(self.inputs_path)
 
     # -- meta -----------------------------------------------------------------------------
+    def resumable_meta(self) -> SynthMeta | None:
+        """meta.json when there is one; None for a fresh folder; an error for records without their meta.json."""
+        meta = self.read_meta()
+        if meta is None and self.has_records():
+            raise GenpiError(f"{self.path} holds {RECORDS} but no {META}, so it cannot be resumed safely: "
+                             "pass a new --out")
+        return meta
+
     def read_meta(self) -> SynthMeta | None:
         raw = read_json(self.meta_path, fix="delete it only if the records beside it came from this same "
                                             "scenario and models, or pass a new --out")

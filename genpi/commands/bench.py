@@ -11,6 +11,7 @@ the prompt: what a merged adapter costs), and the report says so.
 
 from __future__ import annotations
 
+from ..artifacts import BENCH
 from ..config import add_flags, overrides_from
 from . import common
 
@@ -21,7 +22,7 @@ def add_arguments(p):
     from ..bench import BenchConfig
 
     common.add_scenario(p)
-    common.add_out(p, "REPORT_DIR", "folder for bench.json, bench.md and bench.png")
+    common.add_out(p, "REPORT_DIR", f"folder for {BENCH}, bench.md and bench.png")
     common.add_model(p)
     common.add_preset(p)
     p.add_argument("--adapter", default=None, metavar="DIR", help="the adapter folder from 'genpi train'")
@@ -40,7 +41,7 @@ def main(args) -> int:
     result = run_bench(sc, ref, adapter[0] if adapter else None, out, cfg)
     name = result["internalized_variant"]
     r = result["ratios"]
-    print(f"wrote {out}/bench.json, bench.md, bench.png: {name} / with_prompt = {r[name]['flops']:.2f} FLOPs, "
+    print(f"wrote {out}/{BENCH}, bench.md, bench.png: {name} / with_prompt = {r[name]['flops']:.2f} FLOPs, "
           f"{r[name]['latency']:.2f} latency; with_prompt_prefix_cache / with_prompt = "
           f"{r['with_prompt_prefix_cache']['flops']:.2f} FLOPs, {r['with_prompt_prefix_cache']['latency']:.2f} latency")
     return 0

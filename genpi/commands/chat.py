@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sys
 
+from ..artifacts import ADAPTER_META
 from . import common
 
 HELP = "talk to the internalized model (no prompt sent)"
@@ -18,7 +19,7 @@ def add_arguments(p):
     p.add_argument("--adapter", required=True, metavar="DIR", help="the adapter folder from 'genpi train'")
     p.add_argument("--model", default=None, metavar="M",
                    help="base model, same forms as elsewhere (default: the base model recorded in the adapter's "
-                        "genpi.json, else 'default')")
+                        f"{ADAPTER_META}, else 'default')")
     p.add_argument("--max-new-tokens", type=int, default=256, metavar="N", help="reply length limit (default: 256)")
 
 

@@ -5,6 +5,7 @@ Writes REPORT_DIR/report.json, report.md and a bar chart (report.png).
 
 from __future__ import annotations
 
+from ..artifacts import REPORT
 from ..config import add_flags, overrides_from
 from . import common
 
@@ -15,7 +16,7 @@ def add_arguments(p):
     from ..evaluate import EvalConfig
 
     common.add_scenario(p)
-    common.add_out(p, "REPORT_DIR", "folder for report.json, report.md and report.png")
+    common.add_out(p, "REPORT_DIR", f"folder for {REPORT}, report.md and report.png")
     common.add_model(p)
     common.add_preset(p)
     p.add_argument("--adapter", action="append", default=[], metavar="DIR",
@@ -34,7 +35,7 @@ def main(args) -> int:
     common.fit_arg(sc, ref)
     report = evaluate(sc, ref, adapters, out, cfg)
     print(summary_line(report))
-    print(f"wrote {out / 'report.json'}, report.md, report.png and outputs.jsonl")
+    print(f"wrote {out / REPORT}, report.md, report.png and outputs.jsonl")
     return 0
 
 

@@ -90,10 +90,7 @@ class _Run:
     # -- the run ----------------------------------------------------------------------------
     def go(self) -> dict:
         self.ident = self.identity()
-        old = self.data.read_meta()
-        if old is None and self.data.has_records():
-            raise GenpiError(f"{self.out} holds records but no meta.json, so it cannot be resumed "
-                             "safely: pass a new --out")
+        old = self.data.resumable_meta()
         old = self._reshaped(old)
         store.check_same_run(old, self.ident, self.out)
         self.old = old or SynthMeta()
@@ -321,7 +318,7 @@ class _Run:
         }
         with critical():
             self.data.write_meta(SynthMeta.model_validate(meta))
-        return {"out_dir": str(self.out), "status": status, "records": len(self.records),
+        return {"out_dir": str(self.out), "records_file": str(self.data.records_path), "status": status, "records": len(self.records),
                 "requested": self.cfg.num_inputs, "counts": counts, "filter_drops": drops,
                 "teacher_checks": checks, "stage_seconds": meta["stage_seconds"],
                 "wall_seconds": round(time.time() - self.started, 2), "shortfall": self.shortfall}
@@ -330,7 +327,7 @@ class _Run:
 def format_summary(s: dict) -> str:
     """A one-screen summary of a synthesis run."""
     c = s["counts"]
-    lines = [f"synth: {s['records']} of {s['requested']} records in {s['out_dir']}/records.jsonl ({s['status']})",
+    lines = [f"synth: {s['records']} of {s['requested']} records in {s['records_file']} ({s['status']})",
              f"  pseudo inputs: {c['candidates']} candidates in {c['rounds']} rounds, pool {c['input_pool']}, "
              f"rejected after generation {c['rejected_inputs']}"]
     drops = ", ".join(f"{k} {v}" for k, v in s["filter_drops"].items() if v)
