@@ -22,19 +22,22 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 
 
-@pytest.fixture(scope="session", autouse=True)
-def _materialized_models():
-    """Build the cached model folders once, before any test counts stderr lines of a CLI call."""
-    from genpi.models import resolve_model
-
-    resolve_model("tiny")
-
-
 @pytest.fixture(scope="session")
-def tiny_ref():
+def materialized_models():
+    """Build the cached model folders (the embedded model's fp32 folder, then the tiny one) once.
+
+    Not autouse: pure tests never build a model. Request it (through `tiny_ref`, or with
+    `@pytest.mark.usefixtures("materialized_models")`) from a test that loads a model, and from a CLI
+    test that counts stderr lines of a command given `--model`: a first use prints a conversion line.
+    """
     from genpi.models import resolve_model
 
     return resolve_model("tiny")
+
+
+@pytest.fixture(scope="session")
+def tiny_ref(materialized_models):
+    return materialized_models
 
 
 @pytest.fixture(scope="session")

@@ -8,6 +8,9 @@ import pytest
 
 from genpi.cli import main
 
+# every test runs a command with --model and counts its stderr lines: the models are built beforehand
+pytestmark = pytest.mark.usefixtures("materialized_models")
+
 SCENARIO = "prompt: You are a shell agent.\neval: {inputs: [\"How big is /usr?\"]}\n"
 
 

@@ -32,6 +32,7 @@ def test_every_verb_has_help(verb, capsys):
     assert "--model" in capsys.readouterr().out
 
 
+@pytest.mark.usefixtures("materialized_models")
 @pytest.mark.parametrize("case", ["missing", "empty", "malformed", "unknown_key", "binary", "bad_model"])
 def test_synth_rejects_bad_input(case, cli, write, tmp_path):
     model = "default"
@@ -52,6 +53,7 @@ def test_synth_rejects_bad_input(case, cli, write, tmp_path):
     assert line.startswith("genpi synth: error:")
 
 
+@pytest.mark.usefixtures("materialized_models")
 def test_eval_rejects_a_missing_adapter(cli, write, tmp_path):
     scenario = write("s.yaml", "prompt: P\neval: {inputs: [q]}\n")
     res = cli("eval", str(scenario), "--adapter", "/nonexistent", "--out", str(tmp_path / "R"), "--model", "tiny")
@@ -65,12 +67,14 @@ def test_usage_mistakes_are_one_line_too(cli):
     assert "invalid choice" in _one_line_error(res)
 
 
+@pytest.mark.usefixtures("materialized_models")
 def test_out_path_that_is_a_file(cli, write):
     scenario = write("p.txt", OS_PROMPT)
     res = cli("synth", str(scenario), "--out", str(scenario), "--model", "tiny")
     assert "is a file" in _one_line_error(res)
 
 
+@pytest.mark.usefixtures("materialized_models")
 def test_api_flags_must_come_together(cli, write, tmp_path):
     scenario = write("p.txt", OS_PROMPT)
     res = cli("synth", str(scenario), "--out", str(tmp_path / "D"), "--model", "tiny", "--api-base", "http://x/v1")

@@ -144,6 +144,7 @@ def test_multi_turn_reports_per_turn_rates(tiny_ref, tmp_path):
     assert "Pass rates per agent turn" in (tmp_path / "r" / "report.md").read_text()
 
 
+@pytest.mark.usefixtures("materialized_models")
 def test_cli_eval_missing_adapter_is_one_line(cli, write, tmp_path):
     scen = write("s.yaml", SCENARIO)
     res = cli("eval", str(scen), "--model", "tiny", "--adapter", str(tmp_path / "nope"), "--out", str(tmp_path / "R"))

@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
+# every test runs a command on the tiny model and counts its stderr lines: the models are built beforehand
+pytestmark = pytest.mark.usefixtures("materialized_models")
+
 SCENARIO = """\
 name: tiny-run
 prompt:

@@ -6,6 +6,9 @@ import json
 
 import pytest
 
+# every test runs a command with --model and counts its stderr lines: the models are built beforehand
+pytestmark = pytest.mark.usefixtures("materialized_models")
+
 SCENARIO = """\
 name: tiny-shell
 prompt: "You are a shell agent. Reply with Think: and Act: lines."

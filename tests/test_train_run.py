@@ -239,6 +239,7 @@ def test_merge_writes_a_plain_model_with_the_adapters_logits(setup, tiny_ref):
     torch.testing.assert_close(m, a, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.usefixtures("materialized_models")
 def test_cli_trains_and_rejects_bad_input(setup, cli, tmp_path):
     sc, data, root = setup
     scen = root / "s.yaml"
