@@ -9,6 +9,7 @@ import os
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import contextlib  # noqa: E402
+import re  # noqa: E402
 import shutil  # noqa: E402
 import socket  # noqa: E402
 import subprocess  # noqa: E402
@@ -63,6 +64,19 @@ def run_cli(*args: str, cwd: Path | None = None, timeout: int = 300, input: str 
 @pytest.fixture
 def cli():
     return run_cli
+
+
+def one_line_error(res, *needles: str) -> str:
+    """Assert `res` (a finished `genpi` process) failed the CLI way: exit code 2, one line on stderr
+    (`genpi VERB: error: ...`, or `genpi: error: ...` for a usage mistake), no traceback, and that line naming the problem (every needle in it)."""
+    lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
+    assert res.returncode == 2, res.stderr[-3000:]
+    assert "Traceback" not in res.stderr, res.stderr[-3000:]
+    assert len(lines) == 1, res.stderr[-3000:]
+    assert re.match(r"genpi( [a-z]+)?: error: ", lines[0]), lines[0]
+    for needle in needles:
+        assert needle in lines[0], (needle, lines[0])
+    return lines[0]
 
 
 @pytest.fixture
