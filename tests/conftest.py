@@ -18,6 +18,7 @@ import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
+from templates import TEMPLATES, with_template  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
@@ -46,6 +47,12 @@ def tiny_tok(tiny_ref):
     from genpi.models import load_tokenizer
 
     return load_tokenizer(tiny_ref)
+
+
+@pytest.fixture(scope="session", params=list(TEMPLATES))
+def chat_tok(request, tiny_tok):
+    """(the tiny tokenizer with each chat template of tests/templates.py in turn, the template's name)."""
+    return with_template(tiny_tok, request.param), request.param
 
 
 @pytest.fixture(scope="session")

@@ -5,7 +5,13 @@ An assistant turn's span is found by rendering message prefixes: the tokens that
 its closing tokens. The span stops right after the template's end-of-turn token (found by
 rendering a probe turn), so the model learns to stop; what the template adds after it
 (a newline in ChatML) is context. A template whose renderings are not prefixes of each
-other cannot be masked this way and is refused.
+other (as text) cannot be masked this way and is refused.
+
+The text of a longer rendering starts with the shorter one's, but its tokens need not: a
+generation prompt that ends in "\n\n" (Llama 3) is one token on its own and two before a
+reply in a GPT-2-style BPE. There the tokens the model is prompted with are kept and the
+text that follows is tokenized on its own, as it is at inference time (the prompt's tokens,
+then the reply's).
 """
 
 from __future__ import annotations
@@ -52,23 +58,45 @@ def end_of_turn_id(tok) -> int:
     return eot
 
 
+def _encode(tok, text: str) -> list[int]:
+    return list(tok(text, add_special_tokens=False)["input_ids"]) if text else []
+
+
+class _Growing:
+    """Token ids of a rendering that grows by whole turns (see the module docstring)."""
+
+    def __init__(self, tok):
+        self.tok, self.text, self.ids = tok, "", []
+
+    def grow(self, messages: list[dict], add_generation_prompt: bool = False) -> None:
+        text = self.tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)
+        if not text.startswith(self.text):
+            raise GenpiError("the model's chat template is not prefix-stable (rendering more turns changes earlier "
+                             "text), so supervised spans cannot be found: use a model with a plain chat template")
+        whole = _encode(self.tok, text)
+        if whole[:len(self.ids)] == self.ids:  # the tokenizer agrees at the boundary (ChatML, for one)
+            self.ids = whole
+        else:  # tokens merge across the boundary: keep the earlier ones, tokenize the new text alone
+            self.ids = self.ids + _encode(self.tok, text[len(self.text):])
+        self.text = text
+
+
 def assistant_spans(tok, messages: list[dict], first: int = 0) -> Rendered:
     """Render `messages`; return the ids and the span of each assistant message at index >= `first`."""
     eot = end_of_turn_id(tok)
-    full = render_ids(tok, messages)
+    r = _Growing(tok)
     spans = []
     for i in range(max(first, 1), len(messages)):
         if messages[i]["role"] != "assistant":
             continue
-        before = render_ids(tok, messages[:i], add_generation_prompt=True)
-        after = render_ids(tok, messages[:i + 1])
-        if after[:len(before)] != before or full[:len(after)] != after:
-            raise GenpiError("the model's chat template is not prefix-stable (rendering more turns changes earlier "
-                             "tokens), so supervised spans cannot be found: use a model with a plain chat template")
-        turn = after[len(before):]
+        r.grow(messages[:i], add_generation_prompt=True)
+        start = len(r.ids)
+        r.grow(messages[:i + 1])
+        turn = r.ids[start:]
         if eot not in turn:
             raise GenpiError("an assistant turn rendered without the template's end-of-turn token: "
                              "use a model with a plain chat template")
         last = len(turn) - 1 - turn[::-1].index(eot)
-        spans.append((len(before), len(before) + last + 1))
-    return Rendered(full, spans)
+        spans.append((start, start + last + 1))
+    r.grow(messages)
+    return Rendered(r.ids, spans)
