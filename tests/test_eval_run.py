@@ -7,8 +7,10 @@ from pathlib import Path
 
 import pytest
 from conftest import one_line_error
+from templates import TURN
 
 from genpi.evaluate import evaluate
+from genpi.evaluate.kl import prefix_ids, reply_ids
 from genpi.evaluate.runner import Variant, plan_variants, reply_kl
 from genpi.scenario import load_scenario
 
@@ -131,6 +133,17 @@ def test_kl_to_teacher_matches_a_direct_computation(evaluated, tiny_tok, tiny_mo
         assert reply_kl(tiny_model, tiny_tok, sc, Variant("no_prompt"), x, reply, limit) == pytest.approx(want, rel=1e-4)
         # the prompted model against itself: the same context on both sides, nothing differs
         assert reply_kl(tiny_model, tiny_tok, sc, Variant("with_prompt", with_prompt=True), x, reply, limit) == 0.0
+
+
+def test_reply_tokens_follow_the_prompted_context_on_every_template(chat_tok):
+    tok, name = chat_tok
+    msgs = [{"role": "system", "content": "Answer with a Plan line."}, {"role": "user", "content": "Task: list /tmp"}]
+    reply = "Plan: list it.\n```sh\nls /tmp\n```"
+    done = reply_ids(tok, msgs, reply, finished=True)
+    assert tok.decode(done) == TURN[name].format(reply)  # the reply as rendered, with its end token
+    assert reply_ids(tok, msgs, reply, finished=False) == done[:-1]  # cut at the limit: no end token
+    text = tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
+    assert prefix_ids(tok, msgs) == tok(text, add_special_tokens=False)["input_ids"]  # what generation is given
 
 
 # Canned first replies per variant for the three eval inputs of SCENARIO, and what they score by hand.

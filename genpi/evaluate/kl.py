@@ -45,11 +45,18 @@ def reply_ids(tok, messages: list[dict], reply: str, finished: bool) -> list[int
     Ends just before the end-of-turn token, or includes it when `finished`.
     """
     head = prefix_ids(tok, messages)
-    full = _ids(tok.apply_chat_template(messages + [{"role": "assistant", "content": reply}], tokenize=True))
-    if full[:len(head)] != head:
-        raise ValueError("the chat template renders the context differently once a reply follows; "
-                         "cannot align the reply tokens")
-    tail = full[len(head):]
+    turn = messages + [{"role": "assistant", "content": reply}]
+    full = _ids(tok.apply_chat_template(turn, tokenize=True))
+    if full[:len(head)] == head:
+        tail = full[len(head):]
+    else:  # tokens merge across the boundary (a "\n\n" generation prompt in a GPT-2-style BPE): the model
+        # is prompted with `head`, so the reply's text is tokenized on its own after it
+        head_text = tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        full_text = tok.apply_chat_template(turn, tokenize=False)
+        if not full_text.startswith(head_text):
+            raise ValueError("the chat template renders the context differently once a reply follows; "
+                             "cannot align the reply tokens")
+        tail = list(tok(full_text[len(head_text):], add_special_tokens=False)["input_ids"])
     eos = tok.eos_token_id
     if eos in tail:
         k = tail.index(eos)
