@@ -192,22 +192,28 @@ def load_tokenizer(ref: ModelRef):
     return tok
 
 
-def encode_chat(tok, messages: list[dict], mode: str = "generate") -> list[int]:
-    """The one chat encoder: `messages` rendered by the model's own chat template, as token ids.
+def render_chat(tok, messages: list[dict], mode: str = "generate") -> str:
+    """The one chat renderer: `messages` as the model's own chat template writes them.
 
     mode "generate": followed by the prompt that opens the assistant's next turn (what a model answers);
     "continue": the last message is a started assistant turn, left open to be continued;
     "complete": the conversation as it stands, every turn closed (what training supervises).
     """
-    if mode == "generate":
-        out = tok.apply_chat_template(messages, tokenize=True, add_generation_prompt=True)
-    elif mode == "continue":
-        out = tok.apply_chat_template(messages, tokenize=True, continue_final_message=True)
-    elif mode == "complete":
-        out = tok.apply_chat_template(messages, tokenize=True)
-    else:
-        raise ValueError(f"unknown chat encoding mode {mode!r}")
-    return list(out["input_ids"] if hasattr(out, "keys") else out)
+    if mode not in ("generate", "continue", "complete"):
+        raise ValueError(f"unknown chat rendering mode {mode!r}")
+    if mode == "continue":
+        return tok.apply_chat_template(messages, tokenize=False, continue_final_message=True)
+    return tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=mode == "generate")
+
+
+def encode_text(tok, text: str) -> list[int]:
+    """Token ids of already rendered text (the template wrote any special tokens itself)."""
+    return list(tok(text, add_special_tokens=False)["input_ids"]) if text else []
+
+
+def encode_chat(tok, messages: list[dict], mode: str = "generate") -> list[int]:
+    """The one chat encoder: `render_chat` then `encode_text`."""
+    return encode_text(tok, render_chat(tok, messages, mode))
 
 
 def default_device() -> str:

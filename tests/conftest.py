@@ -9,6 +9,7 @@ import os
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import contextlib  # noqa: E402
+import re  # noqa: E402
 import shutil  # noqa: E402
 import socket  # noqa: E402
 import subprocess  # noqa: E402
@@ -17,24 +18,28 @@ import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
+from templates import TEMPLATES, with_template  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 
 
-@pytest.fixture(scope="session", autouse=True)
-def _materialized_models():
-    """Build the cached model folders once, before any test counts stderr lines of a CLI call."""
-    from genpi.models import resolve_model
-
-    resolve_model("tiny")
-
-
 @pytest.fixture(scope="session")
-def tiny_ref():
+def materialized_models():
+    """Build the cached model folders (the embedded model's fp32 folder, then the tiny one) once.
+
+    Not autouse: pure tests never build a model. Request it (through `tiny_ref`, or with
+    `@pytest.mark.usefixtures("materialized_models")`) from a test that loads a model, and from a CLI
+    test that counts stderr lines of a command given `--model`: a first use prints a conversion line.
+    """
     from genpi.models import resolve_model
 
     return resolve_model("tiny")
+
+
+@pytest.fixture(scope="session")
+def tiny_ref(materialized_models):
+    return materialized_models
 
 
 @pytest.fixture(scope="session")
@@ -42,6 +47,12 @@ def tiny_tok(tiny_ref):
     from genpi.models import load_tokenizer
 
     return load_tokenizer(tiny_ref)
+
+
+@pytest.fixture(scope="session", params=list(TEMPLATES))
+def chat_tok(request, tiny_tok):
+    """(the tiny tokenizer with each chat template of tests/templates.py in turn, the template's name)."""
+    return with_template(tiny_tok, request.param), request.param
 
 
 @pytest.fixture(scope="session")
@@ -60,6 +71,19 @@ def run_cli(*args: str, cwd: Path | None = None, timeout: int = 300, input: str 
 @pytest.fixture
 def cli():
     return run_cli
+
+
+def one_line_error(res, *needles: str) -> str:
+    """Assert `res` (a finished `genpi` process) failed the CLI way: exit code 2, one line on stderr
+    (`genpi VERB: error: ...`, or `genpi: error: ...` for a usage mistake), no traceback, and that line naming the problem (every needle in it)."""
+    lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
+    assert res.returncode == 2, res.stderr[-3000:]
+    assert "Traceback" not in res.stderr, res.stderr[-3000:]
+    assert len(lines) == 1, res.stderr[-3000:]
+    assert re.match(r"genpi( [a-z]+)?: error: ", lines[0]), lines[0]
+    for needle in needles:
+        assert needle in lines[0], (needle, lines[0])
+    return lines[0]
 
 
 @pytest.fixture

@@ -39,7 +39,7 @@ def test_only_the_artifacts_package_names_the_contract_files():
 
 
 @pytest.mark.parametrize("needle, allowed", [
-    ("apply_chat_template(", {"genpi/models.py", "genpi/train/masking.py"}),  # the encoder; masking's text probe
+    ("apply_chat_template(", {"genpi/models.py"}),                             # the one chat renderer
     ("log_softmax(", {"genpi/kl.py"}),                                          # the one KL
     ("file_digest(", {"genpi/artifacts/io.py"}),                                 # the one file hasher
     ("os.replace(", {"genpi/artifacts/io.py", "genpi/evaluate/report.py"}),     # atomic JSON; the plot's PNG

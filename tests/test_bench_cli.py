@@ -5,8 +5,12 @@ from __future__ import annotations
 import json
 
 import pytest
+from conftest import one_line_error
 
 from genpi.cli import main
+
+# every test runs a command with --model and counts its stderr lines: the models are built beforehand
+pytestmark = pytest.mark.usefixtures("materialized_models")
 
 SCENARIO = "prompt: You are a shell agent.\neval: {inputs: [\"How big is /usr?\"]}\n"
 
@@ -47,8 +51,7 @@ def test_a_scenario_without_inputs(write, tmp_path, capsys):
 def test_exit_code_two_in_a_fresh_process(cli, write, tmp_path):
     s = write("s.yaml", SCENARIO)
     res = cli("bench", str(s), "--out", str(tmp_path / "R"), "--model", "tiny", "--turns", "0")
-    assert res.returncode == 2 and "Traceback" not in res.stderr
-    assert len([ln for ln in res.stderr.splitlines() if ln.strip()]) == 1
+    assert one_line_error(res, "--turns must be at least 1").startswith("genpi bench: error:")
 
 
 def test_a_small_run_prints_its_ratios(write, tmp_path, capsys):

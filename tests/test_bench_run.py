@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 
@@ -75,7 +76,23 @@ def test_bench_json_schema(bench):
         assert v["kv_bytes"] > 0 and v["peak_mem_bytes"] >= v["weights_bytes"] > 0
     for key in ("flops", "latency", "kv_bytes", "ttft"):
         assert r["ratios"]["with_prompt"][key] == pytest.approx(1.0)
-        assert 0 < r["ratios"]["internalized"][key] < 1 or key in ("latency", "ttft")
+    # analytic counts: dropping the prompt strictly lowers them
+    for key in ("flops", "kv_bytes"):
+        assert 0 < r["ratios"]["internalized"][key] < 1, key
+    # measured times: no direction is guaranteed on a busy machine, but each ratio is a positive finite
+    # number and is exactly the ratio of the medians the report gives for the two variants
+    wp, it = r["variants"]["with_prompt"]["latency"], r["variants"]["internalized"]["latency"]
+    for lat in (wp, it):
+        assert all(0 < t < math.inf for t in lat["ttft_s_per_turn"])
+        assert lat["ttft_s_mean"] == pytest.approx(sum(lat["ttft_s_per_turn"]) / TURNS)
+        # the first token of the last turn comes before the conversation's total time is up
+        assert lat["ttft_s_per_turn"][-1] < lat["cumulative_s_per_turn"][-1] <= lat["total_s"]["max"]
+    ra = r["ratios"]["internalized"]
+    assert 0 < ra["latency"] < math.inf and 0 < ra["ttft"] < math.inf
+    assert ra["latency"] == pytest.approx(it["total_s"]["median"] / wp["total_s"]["median"])
+    assert ra["ttft"] == pytest.approx(it["ttft_s_mean"] / wp["ttft_s_mean"])
+    lo, hi = ra["latency_per_repeat_range"]
+    assert 0 < lo <= hi < math.inf
     assert set(r["ratios_to_prefix_cache"]) == {"internalized", "internalized_merged"}
     m = r["machine"]
     assert m["torch_threads"] == 1 and m["cores"] >= 1 and m["torch"] and len(m["loadavg_before"]) == 3

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from conftest import one_line_error
 
 from genpi.commands.chat import Chat, base_model_spec
 
@@ -73,6 +74,6 @@ def test_scripted_chat_prints_the_adapters_reply(cli, adapter, tiny_ref):
 
 def test_bad_input_is_one_line(cli, adapter, tmp_path):
     missing = cli("chat", "--adapter", str(tmp_path / "none"), input="hi")
-    assert missing.returncode == 2 and missing.stderr.count("\n") == 1 and "adapter folder" in missing.stderr
+    one_line_error(missing, f"adapter folder '{tmp_path / 'none'}' not found")
     empty = cli("chat", "--adapter", str(adapter), input="  \n")
-    assert empty.returncode == 2 and "no message on stdin" in empty.stderr
+    one_line_error(empty, "no message on stdin")

@@ -6,9 +6,12 @@ import json
 from pathlib import Path
 
 import pytest
+from conftest import one_line_error
+from templates import TURN
 
 from genpi.evaluate import EvalConfig, evaluate
-from genpi.evaluate.runner import plan_variants
+from genpi.evaluate.kl import prefix_ids, reply_ids
+from genpi.evaluate.runner import Variant, plan_variants, reply_kl
 from genpi.scenario import load_scenario
 
 SCENARIO = """\
@@ -77,7 +80,8 @@ def test_report_json_schema(evaluated, adapters):
     assert "agreement" not in v["with_prompt"] and "retention" not in v["with_prompt"]
     for name in ("no_prompt", "genpi", "a2"):
         assert set(v[name]["agreement"]) == {"exact", "chrf"}
-        assert v[name]["kl_to_teacher"] >= 0.0
+        # without the prompt the tiny model's next-token distributions move: the KL is clearly above 0
+        assert 1e-3 < v[name]["kl_to_teacher"] < 20, (name, v[name]["kl_to_teacher"])
         assert "retention" in v[name] and "normalized" in v[name]
     # the random adapters change the model, so their KL to the teacher differs from the floor's
     assert v["genpi"]["kl_to_teacher"] != pytest.approx(v["no_prompt"]["kl_to_teacher"])
@@ -85,17 +89,120 @@ def test_report_json_schema(evaluated, adapters):
     assert report["settings"]["max_new_tokens"] == 6 and report["settings"]["decoding"] == "greedy"
 
 
-def test_retention_follows_the_scores(evaluated):
-    v = evaluated[2]["variants"]
-    ceiling, floor = v["with_prompt"]["score"], v["no_prompt"]["score"]
-    for name in ("no_prompt", "genpi"):
-        want = None if ceiling == 0 else v[name]["score"] / ceiling
-        assert v[name]["retention"] == (pytest.approx(want) if want is not None else None)
-        want_n = None if ceiling == floor else (v[name]["score"] - floor) / (ceiling - floor)
-        assert v[name]["normalized"] == (pytest.approx(want_n) if want_n is not None else None)
-        for check, rate in v[name]["checks"].items():
-            top = v["with_prompt"]["checks"][check]
-            assert v[name]["check_retention"][check] == (None if not top else pytest.approx(rate / top))
+def _independent_kl(model, tok, teacher_msgs, student_msgs, reply, max_new_tokens):
+    """Mean over the reply's tokens of KL(teacher || student), over the full vocabulary, in plain torch."""
+    import torch
+
+    def context(msgs):
+        text = tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
+        return tok(text, add_special_tokens=False)["input_ids"]
+
+    target = tok(reply, add_special_tokens=False)["input_ids"]
+    if len(target) < max_new_tokens:  # the reply stopped by itself: its end-of-turn token is scored too
+        target.append(tok.convert_tokens_to_ids("<|im_end|>"))
+
+    def log_probs(ctx):
+        with torch.no_grad():
+            logits = model(input_ids=torch.tensor([ctx + target])).logits[0]
+        return torch.log_softmax(logits[len(ctx) - 1:len(ctx) - 1 + len(target)].double(), dim=-1)
+
+    p, q = log_probs(context(teacher_msgs)), log_probs(context(student_msgs))
+    return float((p.exp() * (p - q)).sum(-1).mean())
+
+
+def test_kl_to_teacher_matches_a_direct_computation(evaluated, tiny_tok, tiny_model):
+    scen, out, _ = evaluated
+    rows = {(r["variant"], r["input"]): r for r in map(json.loads, (out / "outputs.jsonl").read_text().splitlines())}
+    x = "how big is /var"
+    teacher = [{"role": "system", "content": "Answer every task with a Plan line and then a command."},
+               {"role": "user", "content": "Task: count files in /etc"},
+               {"role": "assistant", "content": "Plan: count them.\n```sh\nls /etc | wc -l\n```"},
+               {"role": "user", "content": f"Task: {x}"}]
+    student = [{"role": "user", "content": x}]  # student_template defaults to "{input}"
+    # the report's value for this input: no_prompt scored on the prompted model's stored reply
+    # (genpi sums in float32, this in float64: they agree to ~2e-5 of the value; the direction of the KL
+    # is pinned by hand in test_eval_scoring, on distributions far apart)
+    want = _independent_kl(tiny_model, tiny_tok, teacher, student, rows[("with_prompt", x)]["output"], 6)
+    assert want > 1e-3
+    assert rows[("no_prompt", x)]["kl_to_teacher"] == pytest.approx(want, rel=1e-4)
+    # a longer reply: scored whole with its end token (it stopped before the limit), or cut at the limit
+    sc = load_scenario(scen)
+    reply = "Plan: du -sh /var\n```sh\ndu -sh /var\n```"
+    for limit in (64, 3):
+        want = _independent_kl(tiny_model, tiny_tok, teacher, student, reply, limit)
+        assert reply_kl(tiny_model, tiny_tok, sc, Variant("no_prompt"), x, reply, limit) == pytest.approx(want, rel=1e-4)
+        # the prompted model against itself: the same context on both sides, nothing differs
+        assert reply_kl(tiny_model, tiny_tok, sc, Variant("with_prompt", with_prompt=True), x, reply, limit) == 0.0
+
+
+def test_reply_tokens_follow_the_prompted_context_on_every_template(chat_tok):
+    tok, name = chat_tok
+    msgs = [{"role": "system", "content": "Answer with a Plan line."}, {"role": "user", "content": "Task: list /tmp"}]
+    reply = "Plan: list it.\n```sh\nls /tmp\n```"
+    done = reply_ids(tok, msgs, reply, finished=True)
+    assert tok.decode(done) == TURN[name].format(reply)  # the reply as rendered, with its end token
+    assert reply_ids(tok, msgs, reply, finished=False) == done[:-1]  # cut at the limit: no end token
+    text = tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
+    assert prefix_ids(tok, msgs) == tok(text, add_special_tokens=False)["input_ids"]  # what generation is given
+
+
+# Canned first replies per variant for the three eval inputs of SCENARIO, and what they score by hand.
+# Checks: protocol (starts with "Plan: "), anything (not empty); expectations: input 2 mentions ls or /tmp,
+# input 3 matches 'whoami'. score = mean(protocol, anything, expectations).
+CANNED = {
+    "with_prompt": ["Plan: check /var", "Plan: ls /tmp", "Plan: id"],    # 3/3, 3/3, 1/2 -> 5/6
+    "no_prompt": ["", "use ls", "hello"],                                 # 0/3, 2/3, 1/2 -> 7/18
+    "genpi": ["Plan: du -sh /var", "Plan: list it", "whoami"],            # 2/3, 3/3, 1/2 -> 13/18
+    "a2": ["Plan: du", "Plan: cd /tmp", "Plan: whoami"],                  # 3/3, 3/3, 2/2 -> 1
+}
+CANNED_KL = [0.1, 0.2, 0.6]
+
+
+def _canned_run_variant(canned):
+    def run_variant(model, tok, sc, v, inputs, *rest):
+        return [{"variant": v.name, "key": "k", "input": x, "output": o, "conversation": [
+            {"role": "assistant", "content": o}], "kl_to_teacher": None if v.with_prompt else kl}
+            for x, o, kl in zip(inputs, canned[v.name], CANNED_KL)]
+    return run_variant
+
+
+def test_scores_retention_and_normalized_from_known_replies(tiny_ref, adapters, tmp_path, monkeypatch):
+    import genpi.evaluate.evaluation as evaluation
+
+    monkeypatch.setattr(evaluation, "run_variant", _canned_run_variant(CANNED))
+    scen = tmp_path / "s.yaml"
+    scen.write_text(SCENARIO)
+    v = evaluate(load_scenario(scen), tiny_ref, adapters, tmp_path / "r", EvalConfig(max_new_tokens=6))["variants"]
+    approx = pytest.approx
+    assert v["with_prompt"]["score"] == approx(5 / 6) and v["with_prompt"]["checks"] == {"protocol": 1.0,
+                                                                                         "anything": 1.0}
+    assert v["with_prompt"]["expectations"] == 0.5
+    assert v["no_prompt"]["score"] == approx(7 / 18) and v["genpi"]["score"] == approx(13 / 18)
+    assert v["a2"]["score"] == 1.0 and v["a2"]["expectations"] == 1.0
+    # retention = score / ceiling; normalized = (score - floor) / (ceiling - floor)
+    assert v["genpi"]["retention"] == approx(13 / 15) and v["genpi"]["normalized"] == approx(0.75)
+    assert v["no_prompt"]["retention"] == approx(7 / 15) and v["no_prompt"]["normalized"] == 0.0
+    assert v["a2"]["retention"] == approx(1.2) and v["a2"]["normalized"] == approx(1.375)  # better than the prompt
+    assert v["genpi"]["check_retention"] == {"protocol": approx(2 / 3), "anything": 1.0}
+    assert v["no_prompt"]["check_retention"] == {"protocol": 0.0, "anything": approx(2 / 3)}
+    assert v["genpi"]["kl_to_teacher"] == approx(0.3)  # the mean over the inputs
+    assert "kl_to_teacher" not in v["with_prompt"] and "retention" not in v["with_prompt"]
+
+
+def test_a_ceiling_of_zero_leaves_retention_null(tiny_ref, tmp_path, monkeypatch):
+    import genpi.evaluate.evaluation as evaluation
+
+    canned = {"with_prompt": ["", "no", "no"], "no_prompt": ["Plan: x", "", ""]}  # protocol and expectations
+    monkeypatch.setattr(evaluation, "run_variant", _canned_run_variant(canned))
+    scen = tmp_path / "s.yaml"
+    scen.write_text(SCENARIO.replace("    - {name: anything, regex: '(?s).'}\n", ""))
+    report = evaluate(load_scenario(scen), tiny_ref, [], tmp_path / "r", EvalConfig(max_new_tokens=6))
+    v = report["variants"]
+    assert v["with_prompt"]["score"] == 0.0 and v["no_prompt"]["score"] == pytest.approx(1 / 6)
+    assert v["no_prompt"]["retention"] is None  # score / 0 means nothing
+    assert v["no_prompt"]["normalized"] == 0.0  # (1/6 - 1/6) / (0 - 1/6): the floor is the floor
+    assert v["no_prompt"]["check_retention"] == {"protocol": None}
+    assert any("with_prompt scored 0" in n for n in report["notes"])
 
 
 def test_markdown_png_and_outputs(evaluated):
@@ -145,11 +252,11 @@ def test_multi_turn_reports_per_turn_rates(tiny_ref, tmp_path):
     assert "Pass rates per agent turn" in (tmp_path / "r" / "report.md").read_text()
 
 
+@pytest.mark.usefixtures("materialized_models")
 def test_cli_eval_missing_adapter_is_one_line(cli, write, tmp_path):
     scen = write("s.yaml", SCENARIO)
     res = cli("eval", str(scen), "--model", "tiny", "--adapter", str(tmp_path / "nope"), "--out", str(tmp_path / "R"))
-    assert res.returncode == 2
-    assert res.stderr.count("\n") == 1 and "adapter folder" in res.stderr and "Traceback" not in res.stderr
+    one_line_error(res, f"adapter folder '{tmp_path / 'nope'}' not found")
 
 
 def test_cli_eval_writes_the_reports(cli, write, tmp_path, adapters):
@@ -163,4 +270,4 @@ def test_cli_eval_writes_the_reports(cli, write, tmp_path, adapters):
     assert report["settings"]["max_new_tokens"] == 4
     assert (tmp_path / "R" / "report.md").is_file() and (tmp_path / "R" / "report.png").is_file()
     bad = cli("eval", str(scen), "--model", "tiny", "--out", str(tmp_path / "R2"), "--turns", "0")
-    assert bad.returncode == 2 and "--turns" in bad.stderr
+    one_line_error(bad, "--turns must be at least 1")

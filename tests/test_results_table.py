@@ -13,7 +13,7 @@ SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "results_table.py"
 
 
 def test_rows_from_a_run_folder(tmp_path, capsys, monkeypatch):
-    report = {"scenario": "demo", "n_inputs": 3, "variants": {
+    report = {"scenario": "demo", "model": "tiny", "n_inputs": 3, "variants": {
         "with_prompt": {"score": 0.5, "checks": {"protocol": 0.5}, "expectations": None},
         "no_prompt": {"score": 0.0, "checks": {"protocol": 0.0}, "expectations": None, "retention": 0.0,
                       "check_retention": {"protocol": 0.0}, "kl_to_teacher": 1.5, "agreement": {"chrf": 0.25}},

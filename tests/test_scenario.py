@@ -152,9 +152,22 @@ def test_missing_binary_and_non_utf8_files(write, tmp_path):
         load_scenario(tmp_path)
 
 
-def test_prompt_that_does_not_fit_the_context(write, tiny_tok):
+class WordTokenizer:
+    """A stand-in tokenizer: one token per word of every message, plus one per message for its header."""
+
+    def apply_chat_template(self, messages, tokenize, add_generation_prompt):
+        assert not tokenize and add_generation_prompt  # genpi renders text, then tokenizes it
+        return " ".join(f"<h> {m['content']}" for m in messages) + " <h>"  # + the reply's header
+
+    def __call__(self, text, add_special_tokens):
+        return {"input_ids": [0] * len(text.split())}
+
+
+def test_prompt_that_does_not_fit_the_context(write):
     sc = load_scenario(write("s.yaml", "prompt: " + "word " * 400 + "\n"))
-    n = check_fits(sc, tiny_tok, 4096)
-    assert 400 <= n < 600
-    with pytest.raises(GenpiError, match="context"):
-        check_fits(sc, tiny_tok, 512)
+    n = check_fits(sc, WordTokenizer(), 4096)
+    assert n == 400 + len(teacher_messages(sc, "")) + 1
+    assert check_fits(sc, WordTokenizer(), n + 256) == n  # exactly the 256 reserved tokens left: fits
+    with pytest.raises(GenpiError, match=f"is {n} tokens, which leaves under 256 of the model's {n + 255}-token"):
+        check_fits(sc, WordTokenizer(), n + 255)
+    assert check_fits(sc, WordTokenizer(), None) == n  # a model that does not say its context: no limit

@@ -3,12 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
-import textwrap
-import time
 
 import pytest
 
@@ -295,55 +290,53 @@ def test_critical_sections_hold_signals():
     with graceful_interrupts():
         with pytest.raises(KeyboardInterrupt):
             with critical():
-                os.kill(os.getpid(), signal.SIGTERM)
-                time.sleep(0.05)
+                signal.raise_signal(signal.SIGTERM)  # its handler has run when this returns
                 hit.append("finished the block")
     assert hit == ["finished the block"]
 
 
-DRIVER = """
-import sys, time
-from genpi.generate import FakeBackend
-from genpi.models import resolve_model
-from genpi.scenario import load_scenario
-from genpi.synth import SynthConfig, synthesize
-sys.path.insert(0, {tests!r})
-from test_synth_pipeline import Canned
+class TermAt(Canned):
+    """Send SIGTERM to this very process at the n-th role-play call: in the middle of a record, after its
+    teacher and student outputs and its reason, before it is written."""
 
-class Slow(Canned):
+    def __init__(self, at: int):
+        super().__init__()
+        self.at = at
+
     def __call__(self, conv):
-        time.sleep(0.15)
+        if conv[0]["content"].startswith("You are playing a Linux shell") and self.n["env"] + 1 == self.at:
+            signal.raise_signal(signal.SIGTERM)  # the handler runs before this returns
         return super().__call__(conv)
 
-fake = FakeBackend(Slow())
-try:
-    sc = load_scenario(sys.argv[1])
-    cfg = SynthConfig.from_preset("smoke", sc, num_inputs=12, max_turns=2, batch_size=1)
-    synthesize(sc, resolve_model("tiny"), None, sys.argv[2], cfg, base_backend=fake, generator_backend=fake,
-               progress=False)
-except KeyboardInterrupt:
-    sys.exit(130)
-"""
+
+class Unhandled(Exception):
+    pass
 
 
-def test_sigterm_stops_between_records(sc, tmp_path, tiny_ref):
-    driver = tmp_path / "driver.py"
-    driver.write_text(textwrap.dedent(DRIVER.format(tests=str(os.path.dirname(__file__)))))
+def _unhandled(signum, frame):
+    raise Unhandled("SIGTERM reached the test's own handler: synthesize did not install one")
+
+
+def test_sigterm_stops_between_records(sc, tiny_ref, tmp_path, capsys):
     out = tmp_path / "D"
-    proc = subprocess.Popen([sys.executable, str(driver), sc.source, str(out)], stderr=subprocess.PIPE, text=True)
-    records = out / "records.jsonl"
-    deadline = time.time() + 120
-    while time.time() < deadline and not (records.exists() and records.read_text().count("\n") >= 2):
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130, err
-    assert "Rerun the same command to resume" in err
-    lines = records.read_text().splitlines()
-    assert 2 <= len(lines) < 12 and all(Record.model_validate(json.loads(x)) for x in lines)
-    _run(sc, tiny_ref, out, Canned(), num_inputs=12, max_turns=2, batch_size=1)
+    old = signal.signal(signal.SIGTERM, _unhandled)  # without genpi's handler, SIGTERM would end pytest
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            _run(sc, tiny_ref, out, TermAt(3), num_inputs=5, max_turns=2, batch_size=1)
+        assert signal.getsignal(signal.SIGTERM) is _unhandled  # genpi's handler is gone again
+    finally:
+        signal.signal(signal.SIGTERM, old)
+    assert "Rerun the same command to resume" in capsys.readouterr().err
+    lines = (out / "records.jsonl").read_text().splitlines()
+    assert len(lines) == 2 and all(Record.model_validate(json.loads(x)) for x in lines)  # records 1 and 2, whole
+    assert json.loads((out / "meta.json").read_text())["status"] == "interrupted"
+    canned = Canned()
+    _run(sc, tiny_ref, out, canned, num_inputs=5, max_turns=2, batch_size=1)
     recs = _records(out)
-    assert len(recs) == 12 and len({r["input"] for r in recs}) == 12
+    assert len(recs) == 5 and len({r["input"] for r in recs}) == 5
+    # only the three missing records were made (first turn + one more each), and record 3's first turn,
+    # generated before the stop, came from the call cache
+    assert canned.n["teacher"] == 3 * 2 - 1
 
 
 def test_config_from_preset(sc):

@@ -6,6 +6,7 @@ import copy
 import json
 
 import pytest
+from templates import TURN
 
 from genpi.errors import GenpiError
 from genpi.scenario import Scenario, student_messages
@@ -46,73 +47,88 @@ def spans_of(labels) -> list[list[int]]:
     return out + ([cur] if cur else [])
 
 
-def test_end_of_turn_comes_from_the_template(tiny_tok):
-    eot = end_of_turn_id(tiny_tok)
-    assert tiny_tok.convert_ids_to_tokens(eot) == "<|im_end|>"
-    assert eot == tiny_tok.pad_token_id  # SmolLM2: pad == eos == end of turn, so masks cannot use ids != pad
+# Tests taking `chat_tok` run once per chat template of tests/templates.py (ChatML, Llama 3, Mistral style).
 
 
-def test_sft_supervises_exactly_the_agent_turns(tiny_tok):
+def test_end_of_turn_comes_from_the_template(chat_tok):
+    tok, _ = chat_tok
+    eot = end_of_turn_id(tok)
+    assert tok.convert_ids_to_tokens(eot) == "<|im_end|>"
+    assert eot == tok.pad_token_id  # SmolLM2: pad == eos == end of turn, so masks cannot use ids != pad
+
+
+def test_sft_supervises_exactly_the_agent_turns(chat_tok):
+    tok, name = chat_tok
     sc, rec = scenario(), record(turns=3)
-    ex = sft_example(tiny_tok, sc, rec, 512, 512).example
-    decoded = [tiny_tok.decode(s) for s in spans_of(ex.labels)]
+    ex = sft_example(tok, sc, rec, 512, 512).example
+    decoded = [tok.decode(s) for s in spans_of(ex.labels)]
     agent = [t["content"] for t in rec.turns() if t["role"] == "assistant"]
-    assert decoded == [a + "<|im_end|>" for a in agent]
-    full = tiny_tok.decode(ex.input_ids)
+    assert decoded == [TURN[name].format(a) for a in agent]  # each agent turn as rendered, with its end token
+    full = tok.decode(ex.input_ids)
     assert "New problem:\nCount the users" in full and "output 1 here" in full  # context, not supervised
     assert "shell agent" not in full  # no prompt in the SFT input
-    assert ex.input_ids[-1] == end_of_turn_id(tiny_tok)  # ends on the last agent turn's end token
+    assert ex.input_ids[-1] == end_of_turn_id(tok)  # ends on the last agent turn's end token
+    # the first agent turn follows exactly the tokens the model is prompted with at inference time
+    prompted = tok.apply_chat_template(student_messages(sc, rec.input), tokenize=True, add_generation_prompt=True)
+    prompted = list(prompted["input_ids"] if hasattr(prompted, "keys") else prompted)
+    first = next(i for i, x in enumerate(ex.labels) if x != IGNORE)
+    assert list(ex.input_ids[:first]) == prompted
 
 
-def test_prompt_mix_half_keeps_the_prompt_and_same_targets(tiny_tok):
+def test_prompt_mix_half_keeps_the_prompt_and_same_targets(chat_tok):
+    tok, _ = chat_tok
     sc, rec = scenario(), record(turns=3)
-    plain = sft_example(tiny_tok, sc, rec, 512, 512).example
-    mixed = sft_example(tiny_tok, sc, rec, 512, 512, with_prompt=True).example
-    assert "shell agent" in tiny_tok.decode(mixed.input_ids)
+    plain = sft_example(tok, sc, rec, 512, 512).example
+    mixed = sft_example(tok, sc, rec, 512, 512, with_prompt=True).example
+    assert "shell agent" in tok.decode(mixed.input_ids)
     assert spans_of(mixed.labels) == spans_of(plain.labels)
     # the prompt's own demonstration turn is context, never a target
     assert len(spans_of(mixed.labels)) == 2
 
 
-def test_teacher_twin_has_prompt_and_identical_targets(tiny_tok):
-    b = sft_example(tiny_tok, scenario(), record(turns=3), 512, 512, want_teacher=True)
-    assert "shell agent" in tiny_tok.decode(b.teacher.input_ids)
+def test_teacher_twin_has_prompt_and_identical_targets(chat_tok):
+    tok, _ = chat_tok
+    b = sft_example(tok, scenario(), record(turns=3), 512, 512, want_teacher=True)
+    assert "shell agent" in tok.decode(b.teacher.input_ids)
     assert [x for x in b.teacher.labels if x != IGNORE] == [x for x in b.example.labels if x != IGNORE]
 
 
-def test_sft_keeps_whole_turns_within_max_target(tiny_tok):
+def test_sft_keeps_whole_turns_within_max_target(chat_tok):
+    tok, _ = chat_tok
     sc, rec = scenario(), record(turns=3)
-    r = assistant_spans(tiny_tok, student_messages(sc, rec.input, rec.turns()), first=1)
+    r = assistant_spans(tok, student_messages(sc, rec.input, rec.turns()), first=1)
     first_turn_to_end = r.spans[0][1] - r.source_len
-    b = sft_example(tiny_tok, sc, rec, 512, first_turn_to_end + 3)  # room for turn 1 only
+    b = sft_example(tok, sc, rec, 512, first_turn_to_end + 3)  # room for turn 1 only
     assert b.truncated and len(spans_of(b.example.labels)) == 1
-    assert b.example.input_ids[-1] == end_of_turn_id(tiny_tok)
-    cut = sft_example(tiny_tok, sc, rec, 512, 4)  # first turn longer than the target budget: cut
+    assert b.example.input_ids[-1] == end_of_turn_id(tok)
+    cut = sft_example(tok, sc, rec, 512, 4)  # first turn longer than the target budget: cut
     assert cut.example.n_supervised == 4 and cut.truncated
-    assert sft_example(tiny_tok, sc, rec, 5, 512).skipped == "source too long"
+    assert sft_example(tok, sc, rec, 5, 512).skipped == "source too long"
 
 
-def test_pg_target_is_prompt_then_reason(tiny_tok):
+def test_pg_target_is_prompt_then_reason(chat_tok):
+    tok, name = chat_tok
     sc, rec = scenario(), record()
-    ex = pg_example(tiny_tok, rec, sc.prompt_text, 1, 1, 512, 512)
+    ex = pg_example(tok, rec, sc.prompt_text, 1, 1, 512, 512)
     (target,) = spans_of(ex.labels)
-    want = f"{sc.prompt_text}\n\n{REASON_TAG}\n{rec.reason}<|im_end|>"
-    assert tiny_tok.decode(target) == want
-    context = tiny_tok.decode([t for t, lab in zip(ex.input_ids, ex.labels) if lab == IGNORE])
+    want = TURN[name].format(f"{sc.prompt_text}\n\n{REASON_TAG}\n{rec.reason}")
+    assert tok.decode(target) == want
+    context = tok.decode([t for t, lab in zip(ex.input_ids, ex.labels) if lab == IGNORE])
     for part in (rec.input, rec.student_output, rec.teacher_output):
         assert part in context
     assert "shell agent" not in context  # the prompt is only ever the target
 
 
-def test_pg_shortens_outputs_to_fit_the_source_budget(tiny_tok):
+def test_pg_shortens_outputs_to_fit_the_source_budget(chat_tok):
+    tok, name = chat_tok
     rec = record()
     rec = Record(**{**rec.to_json(), "student_output": "word " * 300, "teacher_output": "other " * 300,
                     "conversation": [{"role": "assistant", "content": "other " * 300}]})
-    ex = pg_example(tiny_tok, rec, "PROMPT", 1, 1, 200, 512)
+    ex = pg_example(tok, rec, "PROMPT", 1, 1, 200, 512)
     first = next(i for i, x in enumerate(ex.labels) if x != IGNORE)
     assert first <= 200
-    assert tiny_tok.decode([x for x in ex.labels if x != IGNORE]).startswith("PROMPT")
-    assert pg_example(tiny_tok, rec, "PROMPT", 1, 1, 30, 512) is None  # not even the instruction fits
+    assert tok.decode([x for x in ex.labels if x != IGNORE]) == TURN[name].format(f"PROMPT\n\n{REASON_TAG}\n{rec.reason}")
+    assert pg_example(tok, rec, "PROMPT", 1, 1, 30, 512) is None  # not even the instruction fits
 
 
 def test_long_prompt_is_split_into_sections_that_cover_it(tiny_tok):

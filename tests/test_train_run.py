@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import one_line_error
+from templates import TEMPLATES, model_dir_with_template
 from safetensors.torch import load_file
 
 from genpi.errors import GenpiError
@@ -190,34 +192,58 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(setup, tiny_re
 
 
 ROUND_TRIP = """
-import sys, torch
+import json, sys, torch
 from transformers import AutoModelForCausalLM
 from peft import PeftModel
-base = AutoModelForCausalLM.from_pretrained(sys.argv[1], dtype=torch.float32)
-model = PeftModel.from_pretrained(base, sys.argv[2]).eval()
-ids = torch.tensor([[1, 4093, 198, 2696, 28, 339, 523, 2, 198, 1, 520, 9531, 198]])
-with torch.no_grad():
-    torch.save(model(input_ids=ids).logits, sys.argv[3])
+for job in json.load(open(sys.argv[1])):
+    base = AutoModelForCausalLM.from_pretrained(job["base"], dtype=torch.float32)
+    model = PeftModel.from_pretrained(base, job["adapter"]).eval()
+    with torch.no_grad():
+        torch.save(model(input_ids=torch.tensor([job["ids"]])).logits, job["out"])
 """
+MARKER = {"chatml": "<|im_start|>assistant\n", "llama3": "<|end_header_id|>\n\n", "mistral": " [/INST]"}
 
 
-def test_adapter_round_trip_in_a_fresh_process_with_plain_peft(setup, tiny_ref, tmp_path):
-    from genpi.models import load_adapter, load_model
+@pytest.fixture(scope="module")
+def round_trips(setup, tiny_ref, tmp_path_factory):
+    """An adapter trained on the tiny model under each chat template, and its logits on a chat rendered with
+    that template, computed by plain transformers + PEFT in one fresh process."""
+    from genpi.models import load_tokenizer, resolve_model
 
     sc, data, root = setup
-    out = root / "a-sft"
-    if not (out / "genpi.json").exists():
-        train(sc, tiny_ref, data, out, method="sft", preset="smoke", epochs=2, progress=False,
-                      learning_rate=1e-2, **FAST)
-    script = tmp_path / "plain_peft.py"
-    script.write_text(ROUND_TRIP)
-    subprocess.run([sys.executable, str(script), tiny_ref.path, str(out), str(tmp_path / "l.pt")], check=True,
-                   timeout=120)
-    theirs = torch.load(tmp_path / "l.pt")
-    ids = torch.tensor([[1, 4093, 198, 2696, 28, 339, 523, 2, 198, 1, 520, 9531, 198]])
+    work = tmp_path_factory.mktemp("round-trip")
+    cases = {}
+    for name in TEMPLATES:
+        if TEMPLATES[name] is None:  # the tiny model's own template: the sft adapter the merge test uses too
+            ref, out, kw = tiny_ref, root / "a-sft", dict(method="sft", epochs=2)
+        else:  # SFT and PG masks under this template
+            ref = resolve_model(str(model_dir_with_template(tiny_ref.path, name, work / f"model-{name}")))
+            out, kw = work / f"adapter-{name}", dict(method="genpi", epochs=1)
+        if not (out / "genpi.json").exists():
+            train(sc, ref, data, out, learning_rate=1e-2, **kw, **FAST)
+        tok = load_tokenizer(ref)
+        text = tok.apply_chat_template([{"role": "user", "content": "New problem: What is in /srv/1?"}],
+                                       tokenize=False, add_generation_prompt=True)
+        assert MARKER[name] in text  # the model folder renders chats with this template
+        ids = tok(text, add_special_tokens=False)["input_ids"]
+        cases[name] = {"base": ref.path, "adapter": str(out), "ids": ids, "out": str(work / f"{name}.pt")}
+    (work / "jobs.json").write_text(json.dumps(list(cases.values())))
+    (work / "plain_peft.py").write_text(ROUND_TRIP)
+    subprocess.run([sys.executable, str(work / "plain_peft.py"), str(work / "jobs.json")], check=True, timeout=300)
+    return cases
+
+
+@pytest.mark.parametrize("template", list(TEMPLATES))
+def test_adapter_round_trip_in_a_fresh_process_with_plain_peft(round_trips, template):
+    from genpi.models import load_adapter, load_model, resolve_model
+
+    case = round_trips[template]
+    theirs = torch.load(case["out"])
+    ids = torch.tensor([case["ids"]])
+    ref = resolve_model(case["base"])
     with torch.no_grad():
-        ours = load_adapter(load_model(tiny_ref), out)(input_ids=ids).logits
-        plain = load_model(tiny_ref)(input_ids=ids).logits
+        ours = load_adapter(load_model(ref), case["adapter"])(input_ids=ids).logits
+        plain = load_model(ref)(input_ids=ids).logits
     assert torch.equal(ours, theirs)
     assert not torch.allclose(ours, plain)  # the adapter does change the model
 
@@ -244,6 +270,7 @@ def test_merge_writes_a_plain_model_with_the_adapters_logits(setup, tiny_ref):
     torch.testing.assert_close(m, a, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.usefixtures("materialized_models")
 def test_cli_trains_and_rejects_bad_input(setup, cli, tmp_path):
     sc, data, root = setup
     scen = root / "s.yaml"
@@ -255,11 +282,11 @@ def test_cli_trains_and_rejects_bad_input(setup, cli, tmp_path):
     assert (tmp_path / "cli" / "adapter_model.safetensors").is_file()
     res = cli("train", str(scen), "--data", str(data), "--out", str(tmp_path / "x"), "--model", "tiny",
               "--lambda", "1.5")
-    assert res.returncode == 2 and "--lambda 1.5" in res.stderr and "Traceback" not in res.stderr
+    one_line_error(res, "--lambda 1.5 is out of range")
     (tmp_path / "bad").mkdir()
     (tmp_path / "bad" / "records.jsonl").write_text('{"id": 1}\n')
     res = cli("train", str(scen), "--data", str(tmp_path / "bad"), "--out", str(tmp_path / "x"), "--model", "tiny")
-    assert res.returncode == 2 and "records.jsonl: line 1 is not valid" in res.stderr
+    one_line_error(res, "records.jsonl: line 1 is not valid (input: Field required)")
 
 
 def test_data_from_another_scenario_is_refused(setup, tiny_ref, tmp_path):

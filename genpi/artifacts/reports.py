@@ -16,7 +16,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..errors import GenpiError
-from .io import JsonlAppender, read_json, read_jsonl, write_json_atomic, write_jsonl_atomic, write_text_atomic
+from .io import JsonlAppender, _first_line, read_json, read_jsonl, write_json_atomic, write_jsonl_atomic, write_text_atomic
 
 REPORT, REPORT_MD, REPORT_PNG, OUTPUTS = "report.json", "report.md", "report.png", "outputs.jsonl"
 BENCH, BENCH_MD, BENCH_PNG = "bench.json", "bench.md", "bench.png"
@@ -90,7 +90,7 @@ class ReportDir:
         try:
             return Report.model_validate(raw).to_json()
         except ValueError as e:
-            raise GenpiError(f"{self.report_path} does not hold a genpi report ({str(e).splitlines()[0]}): "
+            raise GenpiError(f"{self.report_path} does not hold a genpi report ({_first_line(e)}): "
                              "rerun 'genpi eval' to rewrite it")
 
     # -- the outputs store -------------------------------------------------------------------

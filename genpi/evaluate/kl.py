@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 
 from ..kl import token_kl
-from ..models import encode_chat
+from ..models import encode_chat, encode_text, render_chat
 
 
 def mean_kl(teacher_logits: torch.Tensor, student_logits: torch.Tensor) -> float:
@@ -34,11 +34,18 @@ def reply_ids(tok, messages: list[dict], reply: str, finished: bool) -> list[int
     Ends just before the end-of-turn token, or includes it when `finished`.
     """
     head = prefix_ids(tok, messages)
-    full = encode_chat(tok, messages + [{"role": "assistant", "content": reply}], "complete")
-    if full[:len(head)] != head:
-        raise ValueError("the chat template renders the context differently once a reply follows; "
-                         "cannot align the reply tokens")
-    tail = full[len(head):]
+    turn = messages + [{"role": "assistant", "content": reply}]
+    full = encode_chat(tok, turn, "complete")
+    if full[:len(head)] == head:
+        tail = full[len(head):]
+    else:  # tokens merge across the boundary (a "\n\n" generation prompt in a GPT-2-style BPE): the model
+        # is prompted with `head`, so the reply's text is tokenized on its own after it
+        head_text = render_chat(tok, messages)
+        full_text = render_chat(tok, turn, "complete")
+        if not full_text.startswith(head_text):
+            raise ValueError("the chat template renders the context differently once a reply follows; "
+                             "cannot align the reply tokens")
+        tail = encode_text(tok, full_text[len(head_text):])
     eos = tok.eos_token_id
     if eos in tail:
         k = tail.index(eos)

@@ -5,7 +5,13 @@ An assistant turn's span is found by rendering message prefixes: the tokens that
 its closing tokens. The span stops right after the template's end-of-turn token (found by
 rendering a probe turn), so the model learns to stop; what the template adds after it
 (a newline in ChatML) is context. A template whose renderings are not prefixes of each
-other cannot be masked this way and is refused.
+other (as text) cannot be masked this way and is refused.
+
+The text of a longer rendering starts with the shorter one's, but its tokens need not: a
+generation prompt that ends in "\n\n" (Llama 3) is one token on its own and two before a
+reply in a GPT-2-style BPE. There the tokens the model is prompted with are kept and the
+text that follows is tokenized on its own, as it is at inference time (the prompt's tokens,
+then the reply's).
 """
 
 from __future__ import annotations
@@ -13,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..errors import GenpiError
-from ..models import encode_chat
+from ..models import encode_text, render_chat
 
 _PROBE = "gEnPiPr0bE"
 
@@ -31,8 +37,7 @@ class Rendered:
 
 def end_of_turn_id(tok) -> int:
     """The special token the chat template closes an assistant turn with (e.g. <|im_end|> in ChatML)."""
-    text = tok.apply_chat_template([{"role": "user", "content": "hi"}, {"role": "assistant", "content": _PROBE}],
-                                   tokenize=False)
+    text = render_chat(tok, [{"role": "user", "content": "hi"}, {"role": "assistant", "content": _PROBE}], "complete")
     at = text.rfind(_PROBE)
     if at < 0:
         raise GenpiError("the model's chat template drops assistant text, so turns cannot be supervised: "
@@ -46,23 +51,41 @@ def end_of_turn_id(tok) -> int:
     return eot
 
 
+class _Growing:
+    """Token ids of a rendering that grows by whole turns (see the module docstring)."""
+
+    def __init__(self, tok):
+        self.tok, self.text, self.ids = tok, "", []
+
+    def grow(self, messages: list[dict], add_generation_prompt: bool = False) -> None:
+        text = render_chat(self.tok, messages, "generate" if add_generation_prompt else "complete")
+        if not text.startswith(self.text):
+            raise GenpiError("the model's chat template is not prefix-stable (rendering more turns changes earlier "
+                             "text), so supervised spans cannot be found: use a model with a plain chat template")
+        whole = encode_text(self.tok, text)
+        if whole[:len(self.ids)] == self.ids:  # the tokenizer agrees at the boundary (ChatML, for one)
+            self.ids = whole
+        else:  # tokens merge across the boundary: keep the earlier ones, tokenize the new text alone
+            self.ids = self.ids + encode_text(self.tok, text[len(self.text):])
+        self.text = text
+
+
 def assistant_spans(tok, messages: list[dict], first: int = 0) -> Rendered:
     """Render `messages`; return the ids and the span of each assistant message at index >= `first`."""
     eot = end_of_turn_id(tok)
-    full = encode_chat(tok, messages, "complete")
+    r = _Growing(tok)
     spans = []
     for i in range(max(first, 1), len(messages)):
         if messages[i]["role"] != "assistant":
             continue
-        before = encode_chat(tok, messages[:i])
-        after = encode_chat(tok, messages[:i + 1], "complete")
-        if after[:len(before)] != before or full[:len(after)] != after:
-            raise GenpiError("the model's chat template is not prefix-stable (rendering more turns changes earlier "
-                             "tokens), so supervised spans cannot be found: use a model with a plain chat template")
-        turn = after[len(before):]
+        r.grow(messages[:i], add_generation_prompt=True)
+        start = len(r.ids)
+        r.grow(messages[:i + 1])
+        turn = r.ids[start:]
         if eot not in turn:
             raise GenpiError("an assistant turn rendered without the template's end-of-turn token: "
                              "use a model with a plain chat template")
         last = len(turn) - 1 - turn[::-1].index(eot)
-        spans.append((len(before), len(before) + last + 1))
-    return Rendered(full, spans)
+        spans.append((start, start + last + 1))
+    r.grow(messages)
+    return Rendered(r.ids, spans)
