@@ -247,6 +247,15 @@ def load_model(ref: ModelRef, dtype: str = "float32", device: str | None = None)
     return model
 
 
+def cache_kwargs(model, cache) -> dict:
+    """The keyword a forward or generate call takes a KV cache by: `cache` in newer transformers
+    (where `past_key_values` is deprecated), `past_key_values` before."""
+    import inspect
+
+    base = getattr(model, "get_base_model", lambda: model)()
+    return {"cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values": cache}
+
+
 def context_length(model_or_config) -> int | None:
     cfg = getattr(model_or_config, "config", model_or_config)
     return getattr(cfg, "max_position_embeddings", None)

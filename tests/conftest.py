@@ -62,10 +62,27 @@ def tiny_model(tiny_ref):
     return load_model(tiny_ref)
 
 
-def run_cli(*args: str, cwd: Path | None = None, timeout: int = 300, input: str | None = None):
-    """Run `genpi ARGS` in a fresh process; return the CompletedProcess (text mode)."""
-    return subprocess.run([sys.executable, "-m", "genpi", *args], capture_output=True, text=True,
-                          cwd=cwd, timeout=timeout, input=input)
+def run_cli(*args: str, cwd: Path | None = None, timeout: int = 300, input: str | None = None,
+            fresh: bool = False):
+    """Run `genpi ARGS`; return a CompletedProcess (text mode). In this process (the CLI's own `main`,
+    stdout and stderr captured, no interpreter start-up per call), unless `fresh` or stdin / a working
+    folder is given: then in a fresh process, as a user's shell runs it."""
+    if fresh or cwd is not None or input is not None:
+        return subprocess.run([sys.executable, "-m", "genpi", *args], capture_output=True, text=True,
+                              cwd=cwd, timeout=timeout, input=input)
+    import contextlib
+    import io
+    import warnings
+
+    from genpi.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), warnings.catch_warnings():
+        try:
+            code = main([str(a) for a in args])
+        except SystemExit as e:  # argparse's usage errors, --help and --version
+            code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    return subprocess.CompletedProcess(["genpi", *args], code, out.getvalue(), err.getvalue())
 
 
 @pytest.fixture

@@ -50,7 +50,7 @@ def test_a_scenario_without_inputs(write, tmp_path, capsys):
 
 def test_exit_code_two_in_a_fresh_process(cli, write, tmp_path):
     s = write("s.yaml", SCENARIO)
-    res = cli("bench", str(s), "--out", str(tmp_path / "R"), "--model", "tiny", "--turns", "0")
+    res = cli("bench", str(s), "--out", str(tmp_path / "R"), "--model", "tiny", "--turns", "0", fresh=True)
     assert one_line_error(res, "--turns must be at least 1").startswith("genpi bench: error:")
 
 

@@ -11,7 +11,7 @@ OS_PROMPT = "You are a shell agent. Reply with 'Act: bash' and a command.\n"
 
 
 def test_help_lists_the_six_verbs(cli):
-    res = cli("--help")
+    res = cli("--help", fresh=True)
     assert res.returncode == 0
     for verb in ("run", "synth", "train", "eval", "bench", "chat"):
         assert f"    {verb}" in res.stdout

@@ -9,7 +9,11 @@ conversations (the frozen multi-turn conversations), runner (the variants), pipe
 cost does not depend on the weights).
 """
 
-from .config import BenchConfig
-from .pipeline import run_bench
+from ..lazy import lazy_exports
 
-__all__ = ["BenchConfig", "run_bench"]
+_EXPORTS = {
+    'BenchConfig': '.config',
+    'run_bench': '.pipeline',
+}
+__getattr__ = lazy_exports(__name__, _EXPORTS)
+__all__ = list(_EXPORTS)

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import torch
 from transformers import DynamicCache
 
+from ..models import cache_kwargs
+
 
 @dataclass
 class Decoded:
@@ -34,10 +36,11 @@ def greedy(model, ids: list[int], n: int, cache: DynamicCache | None = None, *, 
     device = model.device
     cache = DynamicCache(config=model.config) if cache is None else cache
     eos = torch.tensor(sorted(set(eos_ids)), dtype=torch.long, device=device)
+    kw = cache_kwargs(model, cache)
     out_ids: list[int] = []
     t0 = time.perf_counter()
     x = torch.tensor([ids], device=device)
-    logits = model(input_ids=x, past_key_values=cache, use_cache=True, logits_to_keep=1).logits[0, -1]
+    logits = model(input_ids=x, **kw, use_cache=True, logits_to_keep=1).logits[0, -1]
     first = logits.float().cpu()
     ttft = 0.0
     for step in range(n):
@@ -50,7 +53,7 @@ def greedy(model, ids: list[int], n: int, cache: DynamicCache | None = None, *, 
         out_ids.append(tok)
         if (stop_at_eos and tok in eos_ids) or step == n - 1:
             break
-        logits = model(input_ids=torch.tensor([[tok]], device=device), past_key_values=cache,
+        logits = model(input_ids=torch.tensor([[tok]], device=device), **kw,
                        use_cache=True).logits[0, -1]
     if device.type == "cuda":
         torch.cuda.synchronize()

@@ -30,7 +30,7 @@ def add_arguments(p):
 
 
 def main(args) -> int:
-    from ..bench import BenchConfig, run_bench
+    from ..bench import BenchConfig
 
     cfg = BenchConfig.from_preset(args.preset, **overrides_from(args, BenchConfig))
     sc = common.scenario_arg(args)
@@ -38,6 +38,8 @@ def main(args) -> int:
     adapter = common.adapters_arg([args.adapter] if args.adapter else [])
     out = common.out_dir_arg(args.out)
     common.fit_arg(sc, ref)
+    from ..bench import run_bench
+
     result = run_bench(sc, ref, adapter[0] if adapter else None, out, cfg)
     name = result["internalized_variant"]
     r = result["ratios"]

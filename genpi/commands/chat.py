@@ -49,9 +49,6 @@ class Chat:
 
 
 def main(args) -> int:
-    from ..generate import LocalBackend
-    from ..models import load_adapter, load_model, load_tokenizer
-
     if args.max_new_tokens < 1:
         raise common.GenpiError(f"--max-new-tokens must be at least 1 (got {args.max_new_tokens})")
     adapter = common.adapters_arg([args.adapter])[0]
@@ -63,6 +60,9 @@ def main(args) -> int:
         if not message:
             raise common.GenpiError("no message on stdin: pipe a message in (echo 'hi' | genpi chat --adapter DIR) "
                                     "or run in a terminal for an interactive chat")
+    from ..generate import LocalBackend
+    from ..models import load_adapter, load_model, load_tokenizer
+
     tok = load_tokenizer(ref)
     model = load_adapter(load_model(ref), adapter)
     chat = Chat(LocalBackend(model, tok, name="chat", batch_size=1), args.max_new_tokens)

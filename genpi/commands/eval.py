@@ -25,7 +25,7 @@ def add_arguments(p):
 
 
 def main(args) -> int:
-    from ..evaluate import EvalConfig, evaluate
+    from ..evaluate import EvalConfig
 
     cfg = EvalConfig.from_preset(args.preset, **overrides_from(args, EvalConfig))
     sc = common.scenario_arg(args).require_eval_inputs("evaluate")
@@ -33,6 +33,8 @@ def main(args) -> int:
     adapters = common.adapters_arg(args.adapter)
     out = common.out_dir_arg(args.out)
     common.fit_arg(sc, ref)
+    from ..evaluate import evaluate
+
     report = evaluate(sc, ref, adapters, out, cfg)
     print(summary_line(report))
     print(f"wrote {out / REPORT}, report.md, report.png and outputs.jsonl")

@@ -28,7 +28,7 @@ def add_arguments(p):
 
 
 def main(args) -> int:
-    from ..synth import SynthConfig, format_summary, synthesize
+    from ..synth import SynthConfig
 
     sc = common.scenario_arg(args)
     cfg = SynthConfig.from_preset(args.preset, sc, **overrides_from(args, SynthConfig))
@@ -36,6 +36,8 @@ def main(args) -> int:
     gen = common.generator_arg(args)
     out = common.out_dir_arg(args.out)
     common.fit_arg(sc, ref)
+    from ..synth import format_summary, synthesize
+
     summary = synthesize(sc, ref, gen, out, cfg, progress=not args.quiet)
     print(format_summary(summary))
     return 0

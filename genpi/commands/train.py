@@ -30,7 +30,7 @@ def add_arguments(p):
 
 
 def main(args) -> int:
-    from ..train import TrainConfig, train_adapter
+    from ..train import TrainConfig
 
     cfg = TrainConfig.from_preset(args.preset, **overrides_from(args, TrainConfig))
     sc = common.scenario_arg(args)
@@ -38,6 +38,8 @@ def main(args) -> int:
     ref = common.model_arg(args.model, args.preset)
     out = common.out_dir_arg(args.out)
     common.fit_arg(sc, ref)
+    from ..train import train_adapter
+
     s = train_adapter(sc, ref, data, out, cfg, progress=not args.quiet)
     t, d = s["train"], s["data"]
     terms = ", ".join(f"{k} {v:.4f}" for k, v in s["final_loss"].items())

@@ -6,7 +6,13 @@
                   all converse through it, so they see the same kind of conversation
 """
 
-from .episodes import run_episodes
-from .simulated import SimulatedEnvironment, environment_messages, parse_environment_reply
+from ..lazy import lazy_exports
 
-__all__ = ["SimulatedEnvironment", "environment_messages", "parse_environment_reply", "run_episodes"]
+_EXPORTS = {
+    'run_episodes': '.episodes',
+    'SimulatedEnvironment': '.simulated',
+    'environment_messages': '.simulated',
+    'parse_environment_reply': '.simulated',
+}
+__getattr__ = lazy_exports(__name__, _EXPORTS)
+__all__ = list(_EXPORTS)

@@ -9,7 +9,11 @@
     evaluation.py   evaluate(): all of the above in order
 """
 
-from .config import EvalConfig
-from .evaluation import evaluate
+from ..lazy import lazy_exports
 
-__all__ = ["EvalConfig", "evaluate"]
+_EXPORTS = {
+    'EvalConfig': '.config',
+    'evaluate': '.evaluation',
+}
+__getattr__ = lazy_exports(__name__, _EXPORTS)
+__all__ = list(_EXPORTS)

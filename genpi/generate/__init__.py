@@ -11,11 +11,20 @@ them with a hash-keyed file of calls already made. The specs (SameSpec, LocalSpe
 generator to use; `build_backend(spec, base)` makes its backend.
 """
 
-from .base import Backend, clean_reply
-from .cache import CachedBackend
-from .fake import FakeBackend
-from .local import LocalBackend, local_backend
-from .specs import ApiSpec, GeneratorSpec, LocalSpec, SameSpec, build_backend
+from ..lazy import lazy_exports
 
-__all__ = ["Backend", "LocalBackend", "FakeBackend", "CachedBackend", "build_backend", "local_backend",
-           "GeneratorSpec", "SameSpec", "LocalSpec", "ApiSpec", "clean_reply"]
+_EXPORTS = {
+    'Backend': '.base',
+    'clean_reply': '.base',
+    'CachedBackend': '.cache',
+    'FakeBackend': '.fake',
+    'LocalBackend': '.local',
+    'local_backend': '.local',
+    'ApiSpec': '.specs',
+    'GeneratorSpec': '.specs',
+    'LocalSpec': '.specs',
+    'SameSpec': '.specs',
+    'build_backend': '.specs',
+}
+__getattr__ = lazy_exports(__name__, _EXPORTS)
+__all__ = list(_EXPORTS)

@@ -16,6 +16,8 @@ from collections import OrderedDict
 
 import torch
 
+from ..models import cache_kwargs
+
 
 class LocalBackend:
     """Generate with a loaded model + tokenizer (the base model, an adapter-wrapped model, or a generator).
@@ -75,7 +77,7 @@ class LocalBackend:
             torch.manual_seed(seed)
         sample = temperature > 0
         out = self.model.generate(
-            input_ids=ids, attention_mask=mask, past_key_values=cache, max_new_tokens=max_new_tokens,
+            input_ids=ids, attention_mask=mask, **cache_kwargs(self.model, cache), max_new_tokens=max_new_tokens,
             do_sample=sample, temperature=temperature if sample else None, top_p=top_p if sample else None,
             top_k=None, pad_token_id=self.tok.pad_token_id, eos_token_id=self.tok.eos_token_id)
         return [_until_eos(row[width:].tolist(), self.tok.eos_token_id) for row in out]

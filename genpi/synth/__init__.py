@@ -7,8 +7,14 @@ reasons and role-played conversations, written to DATA_DIR/records.jsonl + meta.
     summary = synthesize(scenario, model_ref, SameSpec(), "data/", config)
 """
 
-from .config import SynthConfig
-from .filters import FilterConfig, InputFilter
-from .pipeline import format_summary, synthesize
+from ..lazy import lazy_exports
 
-__all__ = ["synthesize", "format_summary", "SynthConfig", "FilterConfig", "InputFilter"]
+_EXPORTS = {
+    'SynthConfig': '.config',
+    'FilterConfig': '.filters',
+    'InputFilter': '.filters',
+    'format_summary': '.pipeline',
+    'synthesize': '.pipeline',
+}
+__getattr__ = lazy_exports(__name__, _EXPORTS)
+__all__ = list(_EXPORTS)

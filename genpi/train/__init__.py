@@ -8,7 +8,13 @@ examples from records), batches (length-grouped steps, collator), losses (pure l
 HF Trainer subclass), recipe (setup / fit / save: train_adapter), plot (loss curve).
 """
 
-from .config import METHODS, TrainConfig, parse_methods
-from .recipe import train_adapter
+from ..lazy import lazy_exports
 
-__all__ = ["METHODS", "TrainConfig", "parse_methods", "train_adapter"]
+_EXPORTS = {
+    'METHODS': '.config',
+    'TrainConfig': '.config',
+    'parse_methods': '.config',
+    'train_adapter': '.recipe',
+}
+__getattr__ = lazy_exports(__name__, _EXPORTS)
+__all__ = list(_EXPORTS)
