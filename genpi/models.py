@@ -256,6 +256,12 @@ def cache_kwargs(model, cache) -> dict:
     return {"cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values": cache}
 
 
+def output_cache(out):
+    """The KV cache a forward pass returned (`cache` in newer transformers, `past_key_values` before)."""
+    cache = out.get("cache") if hasattr(out, "get") else None
+    return cache if cache is not None else out.past_key_values
+
+
 def context_length(model_or_config) -> int | None:
     cfg = getattr(model_or_config, "config", model_or_config)
     return getattr(cfg, "max_position_embeddings", None)

@@ -65,11 +65,15 @@ def run_pipeline(scenario: Scenario, model_ref: ModelRef, out_dir: str | Path, c
     """Run every stage for `scenario`; return {"report": report.json's dict, "bench": ..., "run": ...}."""
     from .bench import run_bench
     from .evaluate import evaluate
+    from .evaluate.tasks import load_task_problems, task_environment
     from .synth import synthesize
     from .train import train_adapter
 
     methods = parse_methods(methods)
     scenario.require_eval_inputs("evaluate in 'genpi run'")
+    env = task_environment(scenario, config.eval)
+    if env is not None:  # the problem set and the sandbox are checked now, not after synthesis and training
+        load_task_problems(env)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}

@@ -16,7 +16,7 @@ PRESETS: dict[str, dict] = {
         "synth": {"num_inputs": 4, "max_turns": 2, "max_new_tokens": 16, "reason_tokens": 16},
         "train": {"epochs": 1, "batch_size": 2, "grad_accum": 1, "learning_rate": 1e-3,
                   "max_source_tokens": 256, "max_target_tokens": 256},
-        "eval": {"max_new_tokens": 16},
+        "eval": {"max_new_tokens": 16, "env_tokens": 24},
         "bench": {"turns": 2, "reply_tokens": 16, "env_tokens": 16, "conversations": 1, "repeats": 1},
     },
     # quick: sized so that `genpi run` (synth + train + eval + bench) on the embedded 135M model takes
@@ -35,7 +35,7 @@ PRESETS: dict[str, dict] = {
         "synth": {"num_inputs": 1000, "max_turns": 10, "max_new_tokens": 512, "reason_tokens": 512},
         "train": {"epochs": 10, "batch_size": 4, "grad_accum": 8, "learning_rate": 1e-4,
                   "max_source_tokens": 512, "max_target_tokens": 512},
-        "eval": {"max_new_tokens": 512},
+        "eval": {"max_new_tokens": 512, "env_tokens": 512},
         "bench": {"turns": 3, "reply_tokens": 40, "env_tokens": 40, "conversations": 4, "repeats": 5},
     },
 }

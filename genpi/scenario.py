@@ -124,9 +124,45 @@ class Environment(_Strict):
     max_turns: int = Field(default=3, ge=1, le=50)
 
 
+class EvalEnvironment(_Strict):
+    """Where `genpi eval` runs the agent for whole episodes and judges it by task success.
+
+    kind shell: each problem in a fresh sandboxed Linux system (genpi.envs.shell); kind simulated: the
+    model role-plays the environment (today's multi-turn checks, no task success).
+    """
+
+    kind: Literal["shell", "simulated"] = "shell"
+    protocol: str | dict = Field("agentbench-os", description="'agentbench-os' or a mapping of regexes "
+                                 "(command, answer, finish) and an observation template")
+    problems: str | None = Field(None, description="an AgentBench-format problem file or folder")
+    scripts: str | None = Field(None, description="the script folder; default: AgentBench's layout")
+    round_limit: int = Field(8, ge=1, le=100)
+    command_timeout_s: float = Field(10.0, gt=0, le=600)
+    memory_mb: int = Field(1024, ge=64)
+    pids: int = Field(256, ge=16)
+
+    @field_validator("protocol")
+    @classmethod
+    def _known_protocol(cls, v):
+        from .envs.protocols import build_protocol
+
+        try:
+            build_protocol(v)
+        except GenpiError as e:
+            raise ValueError(str(e)) from None
+        return v
+
+    @model_validator(mode="after")
+    def _needs_problems(self):
+        if self.kind == "shell" and not self.problems:
+            raise ValueError("eval.environment of kind shell needs problems: {file: PATH}")
+        return self
+
+
 class EvalSpec(_Strict):
     inputs: list[EvalInput] = Field(default_factory=list)
     checks: list[Check] = Field(default_factory=list)
+    environment: EvalEnvironment | None = None
 
     @field_validator("inputs", mode="before")
     @classmethod
@@ -187,9 +223,10 @@ class Scenario(_Strict):
 
     def require_eval_inputs(self, verb: str) -> "Scenario":
         """Raise a one-line error when there are no held-out inputs to `verb` on."""
-        if not self.eval.inputs:
+        env = self.eval.environment
+        if not self.eval.inputs and not (env is not None and env.problems):
             raise GenpiError(f"scenario '{self.source or self.name}' has no eval.inputs, so genpi cannot {verb}: "
-                             "add held-out inputs under eval: inputs:")
+                             "add held-out inputs under eval: inputs: (or problems under eval: environment:)")
         return self
 
     def sha256(self) -> str:
@@ -266,7 +303,9 @@ def _from_dict(raw: dict[str, Any], path: Path) -> Scenario:
         raw["seed_inputs"] = _list_from_file(raw["seed_inputs"], base, path, "seed_inputs")
     ev = raw.get("eval")
     if isinstance(ev, dict) and isinstance(ev.get("inputs"), dict):
-        raw["eval"] = {**ev, "inputs": _list_from_file(ev["inputs"], base, path, "eval.inputs")}
+        raw["eval"] = ev = {**ev, "inputs": _list_from_file(ev["inputs"], base, path, "eval.inputs")}
+    if isinstance(ev, dict) and isinstance(ev.get("environment"), dict):
+        raw["eval"] = {**ev, "environment": _environment_paths(ev["environment"], base, path)}
     raw["source"] = str(path)
     try:
         return Scenario.model_validate(raw)
@@ -323,6 +362,23 @@ def _list_from_file(v: dict, base: Path, path: Path, what: str) -> list:
         except ValueError as e:
             raise GenpiError(f"{what} file '{f}' has a line that is not JSON: {e}")
     return [line for line in text.splitlines() if line.strip()]
+
+
+def _environment_paths(env: dict, base: Path, path: Path) -> dict:
+    """eval.environment's problems ({file: P} or P) and scripts, made absolute (relative to the scenario).
+    Their existence is checked when an evaluation needs them, so synthesis runs without the problem set."""
+    env = dict(env)
+    for key in ("problems", "scripts"):
+        v = env.get(key)
+        if isinstance(v, dict):
+            if set(v) != {"file"}:
+                raise GenpiError(f"scenario '{path}': eval.environment.{key} as a mapping takes only 'file'")
+            v = v["file"]
+        if v is not None:
+            if not isinstance(v, str) or not v:
+                raise GenpiError(f"scenario '{path}': eval.environment.{key} must be a path")
+            env[key] = str((base / v).expanduser().resolve())
+    return env
 
 
 def _resolve(name: Any, base: Path, path: Path, what: str) -> Path:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-CONTRACT_FILES = ("records.jsonl", "meta.json", "genpi.json", "report.json", "bench.json")
+CONTRACT_FILES = ("records.jsonl", "meta.json", "genpi.json", "report.json", "bench.json", "outputs.jsonl", "episodes.jsonl")
 
 
 def _sources(*roots: str) -> list[Path]:

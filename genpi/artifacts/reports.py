@@ -2,6 +2,8 @@
 
   report.json   `Report` (schema in DESIGN.md); report.md and report.png beside it
   outputs.jsonl every reply of an eval run, keyed by variant, settings key and input (the resume store)
+  episodes.jsonl every episode of an eval run in an environment (a shell): transcript, end, verdict;
+                keyed by variant, settings key and problem (the resume store)
   bench.json    `BenchReport`; bench.md and bench.png beside it
   measurements.jsonl  one line per timed bench pass (the resume store); conversations.json the frozen
                 conversations every bench variant runs through
@@ -19,6 +21,7 @@ from ..errors import GenpiError
 from .io import JsonlAppender, _first_line, read_json, read_jsonl, write_json_atomic, write_jsonl_atomic, write_text_atomic
 
 REPORT, REPORT_MD, REPORT_PNG, OUTPUTS = "report.json", "report.md", "report.png", "outputs.jsonl"
+EPISODES = "episodes.jsonl"
 BENCH, BENCH_MD, BENCH_PNG = "bench.json", "bench.md", "bench.png"
 MEASUREMENTS, CONVERSATIONS, RUN = "measurements.jsonl", "conversations.json", "run.json"
 
@@ -67,11 +70,31 @@ class OutputRow(BaseModel):
     kl_to_teacher: float | None = None
 
 
+class EpisodeRow(BaseModel):
+    """One line of episodes.jsonl: one variant's episode on one problem."""
+
+    model_config = ConfigDict(extra="allow")
+
+    variant: str
+    key: str
+    problem: str
+    conversation: list[dict] = Field(default_factory=list)
+    end_reason: str | None = None
+    turns: int = 0
+    valid_turns: int = 0
+    success: bool | None = None
+    reason: str = ""
+    unrunnable: bool = False
+    setup_s: float = 0.0
+    env_s: float = 0.0
+
+
 class ReportDir:
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self.report_path = self.path / REPORT
         self.outputs_path = self.path / OUTPUTS
+        self.episodes_path = self.path / EPISODES
 
     def write(self, report: Report | dict, markdown: str, plot) -> None:
         """report.json, report.md, and report.png drawn by `plot(path)`."""
@@ -106,6 +129,20 @@ class ReportDir:
     def keep_outputs(self, rows: list[dict]) -> None:
         """Rewrite outputs.jsonl with only `rows` (this run's replies, in order)."""
         write_jsonl_atomic(self.outputs_path, rows)
+
+    # -- the episodes store ------------------------------------------------------------------
+    def read_episodes(self) -> dict[tuple[str, str, str], dict]:
+        """Stored episodes by (variant, key, problem)."""
+        rows = read_jsonl(self.episodes_path, lambda o: EpisodeRow.model_validate(o).model_dump(mode="json"),
+                          fix="delete episodes.jsonl to evaluate afresh")
+        return {(r["variant"], r["key"], r["problem"]): r for r in rows}
+
+    def episodes_writer(self) -> JsonlAppender:
+        return JsonlAppender(self.episodes_path)
+
+    def keep_episodes(self, rows: list[dict]) -> None:
+        """Rewrite episodes.jsonl with only `rows` (this run's episodes, in order)."""
+        write_jsonl_atomic(self.episodes_path, [EpisodeRow.model_validate(r).model_dump(mode="json") for r in rows])
 
 
 class BenchReport(BaseModel):

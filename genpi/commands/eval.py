@@ -5,7 +5,7 @@ Writes REPORT_DIR/report.json, report.md and a bar chart (report.png).
 
 from __future__ import annotations
 
-from ..artifacts import REPORT
+from ..artifacts import EPISODES, OUTPUTS, REPORT
 from ..config import add_flags, overrides_from
 from . import common
 
@@ -37,7 +37,8 @@ def main(args) -> int:
 
     report = evaluate(sc, ref, adapters, out, cfg)
     print(summary_line(report))
-    print(f"wrote {out / REPORT}, report.md, report.png and outputs.jsonl")
+    stores = f"{OUTPUTS} and {EPISODES}" if any(v.get("env") for v in report["variants"].values()) else OUTPUTS
+    print(f"wrote {out / REPORT}, report.md, report.png, {stores}")
     return 0
 
 
@@ -48,4 +49,15 @@ def summary_line(report: dict) -> str:
         s = "–" if v["score"] is None else f"{v['score']:.2f}"
         r = v.get("retention")
         parts.append(f"{name} {s}" + (f" (retention {r:.2f})" if r is not None else ""))
-    return f"{report['scenario']}: score " + ", ".join(parts)
+    line = f"{report['scenario']}: score " + ", ".join(parts)
+    envs = {n: v["env"] for n, v in report["variants"].items() if v.get("env")}
+    if envs:
+        tasks = []
+        for n, e in envs.items():
+            ret = e.get("retention")
+            share = e["valid_action_share"]
+            tasks.append(f"{n} {e['solved']}/{e['n_problems'] - e['n_unrunnable']}"
+                         + (f" (retention {ret:.2f})" if ret is not None else "")
+                         + (f", valid actions {share:.2f}" if share is not None else ""))
+        line += "\ntask success: " + "; ".join(tasks)
+    return line

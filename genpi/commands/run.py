@@ -12,6 +12,7 @@ HELP = "synthesize, train, evaluate and benchmark in one command"
 
 
 def add_arguments(p):
+    from ..evaluate import EvalConfig
     from ..synth import SynthConfig
     from ..train import METHODS, TrainConfig
 
@@ -26,9 +27,11 @@ def add_arguments(p):
     g = p.add_argument_group("sizes (defaults: the preset's; a changed size redoes the stages it feeds)")
     add_flags(g, SynthConfig, only=("num_inputs", "max_turns"))
     add_flags(g, TrainConfig, only=("epochs",))
+    add_flags(g, EvalConfig, only=("env", "limit"))
 
 
 def main(args) -> int:
+    from ..evaluate import EvalConfig
     from ..pipeline import RunConfig, run_pipeline
     from ..synth import SynthConfig
     from ..train import TrainConfig, parse_methods
@@ -37,7 +40,7 @@ def main(args) -> int:
     methods = parse_methods(args.methods)
     sc = common.scenario_arg(args).require_eval_inputs("evaluate in 'genpi run'")
     cfg = RunConfig.from_preset(args.preset, sc, synth=overrides_from(args, SynthConfig),
-                                train=overrides_from(args, TrainConfig))
+                                train=overrides_from(args, TrainConfig), eval=overrides_from(args, EvalConfig))
     ref = common.model_arg(args.model, args.preset)
     gen = common.generator_arg(args)
     out = common.out_dir_arg(args.out)

@@ -1,8 +1,18 @@
-"""The one episode loop: the agent's first replies are given; then environment and agent take turns."""
+"""The episode loops, used by every stage and every variant.
+
+run_episodes: conversations with a simulated environment (synthesis, the first-turn evaluation, bench):
+the agent's first replies are given, then environment and agent take turns.
+play_episodes: problems in environment objects (genpi.envs.base.Environment: a shell...), played side
+by side with one batched agent call per round, each judged by task success.
+"""
 
 from __future__ import annotations
 
+import time
+from dataclasses import dataclass, field
 from typing import Callable
+
+from .base import END_ENVIRONMENT, END_ROUND_LIMIT, Environment, Unrunnable
 
 # agent(indices, conversations) -> one reply per conversation; each conversation ends with the
 # environment's turn and `indices` say which inputs they belong to
@@ -34,3 +44,94 @@ def run_episodes(inputs: list[str], first_replies: list[str], agent: Agent, env,
                 convs[i] += [{"role": "user", "content": text}, {"role": "assistant", "content": reply}]
                 active.append(i)
     return convs
+
+
+# -- episodes against environment objects (a shell, ...) judged by task success -------------------
+
+# agent(openings, turns) -> one reply per episode: `openings` are the problems' first user turns,
+# `turns` what followed ([assistant, user, ...], ending with the environment's latest observation)
+TaskAgent = Callable[[list[str], list[list[dict]]], list[str]]
+
+
+@dataclass
+class Episode:
+    problem_id: str
+    conversation: list[dict] = field(default_factory=list)  # user (the problem), assistant, user, ...
+    end_reason: str | None = None
+    turns: int = 0                  # agent turns
+    valid_turns: int = 0            # agent turns that parsed as an action of the protocol
+    success: bool | None = None     # None: the problem could not run here
+    reason: str = ""                # the judge's reason, or why the problem could not run
+    unrunnable: bool = False
+    setup_s: float = 0.0            # sandbox start + the problem's setup
+    env_s: float = 0.0              # everything the environment did (setup, commands, judging, clean-up)
+
+
+def play_episodes(problems: list, make_env: Callable[[], Environment], agent: TaskAgent, round_limit: int,
+                  problem_id: Callable[[object], str] = lambda p: p.id,
+                  on_round: Callable[[int, int], None] | None = None) -> list[Episode]:
+    """Play `problems` side by side, each in its own environment; every round one batched agent call.
+
+    An episode ends when the environment says so (an answer, finish, an invalid reply) or after
+    `round_limit` agent turns (END_ROUND_LIMIT); then it is judged and its environment closed.
+    A problem whose setup cannot run here comes back with `unrunnable` set, not as a failure.
+    on_round(round, open_episodes) is called before each round (for progress).
+    """
+    done: list[Episode] = []
+    live: list[tuple[Episode, Environment, str]] = []
+    try:
+        for p in problems:
+            ep, env, t0 = Episode(problem_id(p)), make_env(), time.perf_counter()
+            try:
+                opening = env.reset(p)
+            except Unrunnable as e:
+                env.close()
+                ep.unrunnable, ep.reason = True, str(e)
+                done.append(ep)
+                continue
+            finally:
+                ep.setup_s = ep.env_s = time.perf_counter() - t0
+            ep.conversation.append({"role": "user", "content": opening})
+            live.append((ep, env, opening))
+        for r in range(round_limit):
+            active = [(ep, env, o) for ep, env, o in live if ep.end_reason is None]
+            if not active:
+                break
+            if on_round is not None:
+                on_round(r + 1, len(active))
+            replies = agent([o for _, _, o in active], [ep.conversation[1:] for ep, _, _ in active])
+            for (ep, env, _), reply in zip(active, replies):
+                _step(ep, env, reply)
+        for ep, env, _ in live:
+            t0 = time.perf_counter()
+            if ep.end_reason is None:
+                ep.end_reason = END_ROUND_LIMIT
+            if not ep.unrunnable:
+                verdict = env.judge()
+                ep.success, ep.reason = verdict.success, verdict.reason
+            env.close()
+            ep.env_s += time.perf_counter() - t0
+            done.append(ep)
+    finally:
+        for _, env, _ in live:
+            env.close()
+    order = {problem_id(p): i for i, p in enumerate(problems)}
+    return sorted(done, key=lambda e: order[e.problem_id])
+
+
+def _step(ep: Episode, env: Environment, reply: str) -> None:
+    t0 = time.perf_counter()
+    ep.conversation.append({"role": "assistant", "content": reply})
+    ep.turns += 1
+    try:
+        step = env.step(reply)
+    except Unrunnable as e:  # the environment broke under the agent (not the agent's doing)
+        ep.unrunnable, ep.reason, ep.end_reason = True, str(e), END_ENVIRONMENT
+        return
+    finally:
+        ep.env_s += time.perf_counter() - t0
+    ep.valid_turns += step.valid_action
+    if step.observation is None:
+        ep.end_reason = step.end_reason
+    else:
+        ep.conversation.append({"role": "user", "content": step.observation})

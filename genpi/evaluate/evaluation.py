@@ -7,12 +7,14 @@ from pathlib import Path
 
 from ..artifacts import AdapterDir, Report, ReportDir
 from ..models import ModelRef, load_adapter, load_model, load_tokenizer
-from ..scenario import Scenario
+from ..generate import LocalBackend
+from ..scenario import EvalInput, Scenario
 from . import checks as scoring
 from .agreement import agreement
 from .config import EvalConfig
 from .report import write_all
 from .runner import CEILING, FLOOR, plan_variants, run_variant, variant_key
+from .tasks import add_retention, load_task_problems, run_tasks, summarize_tasks, task_environment, task_key
 
 
 def _norm(s: str) -> str:
@@ -57,11 +59,18 @@ def evaluate(scenario: Scenario, model_ref: ModelRef, adapter_dirs: list[str | P
              config: EvalConfig) -> dict:
     """Evaluate no_prompt, with_prompt and each adapter on `scenario`'s held-out inputs.
 
-    Writes OUT_DIR/report.json, report.md, report.png and outputs.jsonl (every reply; also the
-    resume store: rerunning with the same settings reuses finished replies). Returns the report.
+    With an environment (the scenario's eval.environment of kind shell), each variant also plays the
+    environment's problems for whole episodes, judged by task success (report: each variant's `env`).
+
+    Writes OUT_DIR/report.json, report.md, report.png, outputs.jsonl (every reply) and episodes.jsonl
+    (every episode's transcript); both are resume stores: rerunning with the same settings reuses
+    what is finished. Returns the report.
     """
     sc, ref, cfg = scenario, model_ref, config
-    sc.require_eval_inputs("evaluate")
+    task_env = task_environment(sc, cfg)
+    problems = load_task_problems(task_env) if task_env is not None else []
+    if not problems:
+        sc.require_eval_inputs("evaluate")
     adapters = [AdapterDir(a).require().path for a in adapter_dirs]
     out = ReportDir(out_dir)
     out.path.mkdir(parents=True, exist_ok=True)
@@ -76,9 +85,15 @@ def evaluate(scenario: Scenario, model_ref: ModelRef, adapter_dirs: list[str | P
     tok = load_tokenizer(ref)
     model = load_model(ref)
     fingerprint = ref.fingerprint()
-    inputs = [e.input for e in sc.eval.inputs]
-    store = out.read_outputs()
+    if sc.eval.inputs:
+        inputs = [e.input for e in sc.eval.inputs]
+    else:  # the problems' own texts serve as the first-turn inputs
+        sc = sc.model_copy(update={"eval": sc.eval.model_copy(update={"inputs": [
+            EvalInput(input=p.description) for p in problems[:cfg.limit or len(problems)]]})})
+        inputs = [e.input for e in sc.eval.inputs]
+    store, episodes = out.read_outputs(), out.read_episodes()
     rows: dict[str, list[dict]] = {}
+    task_rows: dict[str, list[dict]] = {}
     keys: dict[str, str] = {}
     for v in plan_variants(adapters):
         if v.adapter_dir is not None:
@@ -86,11 +101,22 @@ def evaluate(scenario: Scenario, model_ref: ModelRef, adapter_dirs: list[str | P
         keys[v.name] = variant_key(v, sc, fingerprint, cfg)
         teacher = None if v.with_prompt else [r["output"] for r in rows[CEILING]]
         rows[v.name] = run_variant(model, tok, sc, v, inputs, cfg, keys[v.name], store, out, teacher)
+        if task_env is not None:
+            backend = LocalBackend(model, tok, name=v.name, batch_size=cfg.batch_size)
+            first = not task_rows
+            task_rows[v.name] = run_tasks(backend, sc, v, problems, task_env, cfg,
+                                          task_key(v, sc, fingerprint, task_env, cfg), episodes, out,
+                                          limit=cfg.limit if first else None)
+            if first:  # every later variant plays exactly these problems
+                ids = {r["problem"] for r in task_rows[v.name]}
+                problems = [p for p in problems if p.id in ids]
         if v.adapter_dir is not None:
             model = model.unload()  # back to the plain base model for the next adapter
 
     # keep only this run's rows, in input order (drops replies stored under other settings)
     out.keep_outputs([r for v in rows for r in rows[v]])
+    if task_env is not None:
+        out.keep_episodes([r for v in task_rows for r in task_rows[v]])
 
     variants = {name: _variant_summary(sc, rs, None if name == CEILING else rows[CEILING], cfg.turns)
                 for name, rs in rows.items()}
@@ -102,6 +128,15 @@ def evaluate(scenario: Scenario, model_ref: ModelRef, adapter_dirs: list[str | P
             # the same ratio per check: retention of the reply protocol is what the quality targets name
             v["check_retention"] = {c: scoring.retention(rate, variants[CEILING]["checks"].get(c))
                                     for c, rate in v["checks"].items()}
+    if task_env is not None:
+        envs = {name: summarize_tasks(rs) for name, rs in task_rows.items()}
+        add_retention(envs, FLOOR, CEILING)
+        for name, e in envs.items():
+            variants[name]["env"] = e
+        for pid, why in envs[CEILING]["unrunnable"].items():
+            notes.append(f"problem {pid} could not run here: {why}")
+        if envs[CEILING]["success"] == 0:
+            notes.append("with_prompt solved no problem, so success retention is undefined and left null")
     if ceiling == 0:
         notes.append("with_prompt scored 0, so retention (score / with_prompt score) is undefined and left null")
     elif ceiling is not None and ceiling == floor:
@@ -111,9 +146,11 @@ def evaluate(scenario: Scenario, model_ref: ModelRef, adapter_dirs: list[str | P
               "adapters": {v.name: str(v.adapter_dir) for v in plan_variants(adapters) if v.adapter_dir},
               "settings": {"decoding": "greedy", "seed": cfg.seed,
                            "max_new_tokens": cfg.max_new_tokens, "turns": cfg.turns, "model_spec": ref.spec,
-                           "model_fingerprint": fingerprint, "scenario_sha256": sc.sha256()},
+                           "model_fingerprint": fingerprint, "scenario_sha256": sc.sha256(),
+                           **({"environment": task_env.model_dump(mode="json"), "env_tokens": cfg.env_tokens,
+                               "limit": cfg.limit} if task_env is not None else {})},
               "notes": notes}
     examples = [{"input": x, "outputs": {n: rows[n][i]["output"] for n in rows}} for i, x in enumerate(inputs)]
-    write_all(out, report, examples)
+    write_all(out, report, examples, task_rows)
     return Report.model_validate(report).to_json()
 

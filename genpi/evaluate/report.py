@@ -6,7 +6,7 @@ import html
 import os
 from pathlib import Path
 
-from ..artifacts import ReportDir
+from ..artifacts import EPISODES, OUTPUTS, ReportDir
 
 def _fmt(v, digits: int = 2) -> str:
     if v is None:
@@ -23,19 +23,24 @@ def _cell(text: str, limit: int = 400) -> str:
     return html.escape(text).replace("|", "&#124;").replace("\n", "<br>") or "<i>(empty)</i>"
 
 
-def markdown(report: dict, examples: list[dict], n_examples: int = 3) -> str:
+def markdown(report: dict, examples: list[dict], n_examples: int = 3,
+             episodes: dict[str, list[dict]] | None = None) -> str:
     """A table a person reads in ten seconds, the notes, and a few outputs side by side.
 
-    `examples` holds one dict per eval input: {"input": str, "outputs": {variant: text}}.
+    `examples` holds one dict per eval input: {"input": str, "outputs": {variant: text}};
+    `episodes` each variant's episode rows when an environment ran (task success comes first then).
     """
     variants = report["variants"]
     check_names = list(next(iter(variants.values()))["checks"]) if variants else []
     has_exp = any(v.get("expectations") is not None for v in variants.values())
     s = report["settings"]
-    lines = [f"# Evaluation: {report['scenario']}", "",
-             f"Model: {report['model']} · {report['n_inputs']} held-out inputs · greedy, seed {s['seed']}, "
-             f"at most {s['max_new_tokens']} new tokens per reply" + (f" · {s['turns']} agent turns" if s["turns"] > 1 else ""),
-             ""]
+    lines = [f"# Evaluation: {report['scenario']}", ""]
+    if any(v.get("env") for v in variants.values()):
+        lines += task_sections(report, episodes or {})
+        lines += ["## First replies (secondary: the form of the first turn)", ""]
+    lines += [f"Model: {report['model']} · {report['n_inputs']} held-out inputs · greedy, seed {s['seed']}, "
+              f"at most {s['max_new_tokens']} new tokens per reply" + (f" · {s['turns']} agent turns" if s["turns"] > 1 else ""),
+              ""]
     head = ["variant", "score"] + check_names + (["expectations"] if has_exp else []) + \
         ["exact", "chrF", "KL to teacher", "retention", "normalized"]
     lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -62,7 +67,7 @@ def markdown(report: dict, examples: list[dict], n_examples: int = 3) -> str:
         lines += ["", "## Notes", ""] + [f"- {n}" for n in report["notes"]]
     if examples:
         names = list(variants)
-        lines += ["", f"## Examples (first {min(n_examples, len(examples))} of {len(examples)}; all in outputs.jsonl)", "",
+        lines += ["", f"## Examples (first {min(n_examples, len(examples))} of {len(examples)}; all in {OUTPUTS})", "",
                   "| input | " + " | ".join(names) + " |", "|" + "---|" * (1 + len(names))]
         for ex in examples[:n_examples]:
             lines.append(f"| {_cell(ex['input'])} | " + " | ".join(_cell(ex["outputs"].get(n, "")) for n in names) + " |")
@@ -82,7 +87,12 @@ def bar_chart(report: dict, path: Path) -> None:
     if any(v.get("expectations") is not None for v in variants.values()):
         metrics.append("expectations")
     width = 0.8 / len(metrics)
-    fig, ax = plt.subplots(figsize=(max(5.0, 1.6 * len(names) * max(1, len(metrics) / 2)), 3.6))
+    wide = max(5.0, 1.6 * len(names) * max(1, len(metrics) / 2))
+    if any(v.get("env") for v in variants.values()):
+        fig, (left, ax) = plt.subplots(1, 2, figsize=(wide + 4.0, 3.6), width_ratios=[4.0, wide])
+        success_bars(left, report)
+    else:
+        fig, ax = plt.subplots(figsize=(wide, 3.6))
     for j, m in enumerate(metrics):
         vals = [(variants[n]["score"] if m == "score" else
                  variants[n].get("expectations") if m == "expectations" else variants[n]["checks"].get(m))
@@ -104,6 +114,77 @@ def bar_chart(report: dict, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def write_all(out: ReportDir, report: dict, examples: list[dict]) -> None:
+def task_sections(report: dict, episodes: dict[str, list[dict]], n_transcripts: int = 3) -> list[str]:
+    """Task success per variant, every problem's outcome, and a few transcripts side by side."""
+    variants = {n: v for n, v in report["variants"].items() if v.get("env")}
+    env = report["settings"].get("environment", {})
+    first = next(iter(variants.values()))["env"]
+    lines = ["## Task success", "",
+             f"Model: {report['model']} · {first['n_problems'] - first['n_unrunnable']} problems run in a sandboxed "
+             f"{env.get('kind', 'shell')} ({first['n_unrunnable']} could not run here) · protocol "
+             f"{env.get('protocol') if isinstance(env.get('protocol'), str) else 'the scenario’s own'} · at most "
+             f"{env.get('round_limit')} agent turns of {report['settings'].get('env_tokens')} tokens · greedy", "",
+             "| variant | success | solved | 95% interval | retention | normalized | valid actions | "
+             "invalid-action ends | turns | end reasons |", "|" + "---|" * 10]
+    for name, v in variants.items():
+        e = v["env"]
+        ci = e.get("success_ci95")
+        ends = ", ".join(f"{k} {c}" for k, c in e["end_reasons"].items())
+        lines.append(f"| **{name}** | {_fmt(e['success'])} | {e['solved']} / {e['n_problems'] - e['n_unrunnable']} | "
+                     f"{'–' if ci is None else f'{ci[0]:.2f}–{ci[1]:.2f}'} | {_fmt(e.get('retention'))} | "
+                     f"{_fmt(e.get('normalized'))} | {_fmt(e['valid_action_share'])} | "
+                     f"{_fmt(e['invalid_action_rate'])} | {_fmt(e['mean_turns'], 1)} | {ends} |")
+    lines += ["", "success = problems solved / problems run; retention = success / with_prompt success; normalized = "
+              "(success - no_prompt) / (with_prompt - no_prompt); valid actions = agent turns that parse as an action "
+              "of the protocol; invalid-action ends = episodes ended by a reply that was no action. The interval is "
+              "the Wilson 95% interval: differences inside it are noise.", ""]
+    names = list(variants)
+    outcomes = {n: variants[n]["env"]["outcomes"] for n in names}
+    mark = {True: "✓", False: "✗", None: "–"}
+    lines += ["### Every problem", "", "| problem | " + " | ".join(names) + " |", "|" + "---|" * (1 + len(names))]
+    for pid in outcomes[names[0]]:
+        lines.append(f"| {pid} | " + " | ".join(mark[outcomes[n].get(pid)] for n in names) + " |")
+    lines += [""]
+    other = next((n for n in names if n not in ("with_prompt", "no_prompt")), "no_prompt")
+    if "with_prompt" in episodes and other in episodes:
+        pairs = [(a, b) for a, b in zip(episodes["with_prompt"], episodes[other]) if not a["unrunnable"]]
+        pairs.sort(key=lambda ab: ab[0]["success"] == ab[1]["success"])  # disagreements first
+        lines += [f"### Transcripts: with_prompt and {other} on the same problems "
+                  f"(first {min(n_transcripts, len(pairs))}; all in {EPISODES})", ""]
+        for a, b in pairs[:n_transcripts]:
+            lines += [f"**{a['problem']}**: {_cell(a['conversation'][0]['content'], 300)}", "",
+                      "| with_prompt | " + other + " |", "|---|---|",
+                      f"| {_transcript(a)} | {_transcript(b)} |", ""]
+    return lines
+
+
+def _transcript(ep: dict, limit: int = 1500) -> str:
+    turns = []
+    for t in ep["conversation"][1:]:
+        who = "agent" if t["role"] == "assistant" else "env"
+        turns.append(f"[{who}] {t['content']}")
+    verdict = "solved" if ep["success"] else f"not solved ({ep['end_reason']})"
+    return _cell("\n".join(turns), limit) + f"<br>**{verdict}**"
+
+
+def success_bars(ax, report: dict) -> None:
+    """Task success per variant with its 95% interval."""
+    variants = {n: v["env"] for n, v in report["variants"].items() if v.get("env")}
+    names = list(variants)
+    vals = [variants[n]["success"] or 0.0 for n in names]
+    cis = [variants[n].get("success_ci95") or [v, v] for n, v in zip(names, vals)]
+    err = [[v - lo for v, (lo, _) in zip(vals, cis)], [hi - v for v, (_, hi) in zip(vals, cis)]]
+    bars = ax.bar(range(len(names)), vals, 0.6, yerr=err, capsize=4, color="#4c72b0")
+    for b, n in zip(bars, names):
+        e = variants[n]
+        ax.annotate(f"{e['solved']}/{e['n_problems'] - e['n_unrunnable']}", (b.get_x() + b.get_width() / 2, 0.02),
+                    ha="center", va="bottom", fontsize=8, color="white")
+    ax.set_xticks(range(len(names)), names)
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel("task success")
+    ax.set_title("problems solved (95% interval)", fontsize=10)
+
+
+def write_all(out: ReportDir, report: dict, examples: list[dict], episodes: dict[str, list[dict]] | None = None) -> None:
     """report.json, report.md and report.png, through the report folder's owner."""
-    out.write(report, markdown(report, examples), lambda path: bar_chart(report, path))
+    out.write(report, markdown(report, examples, episodes=episodes), lambda path: bar_chart(report, path))

@@ -16,7 +16,7 @@ from collections import OrderedDict
 
 import torch
 
-from ..models import cache_kwargs
+from ..models import cache_kwargs, output_cache
 
 
 class LocalBackend:
@@ -118,7 +118,7 @@ class LocalBackend:
         key = tuple(batch[0][:n])
         out = self.model(input_ids=torch.tensor([list(key)], device=self.model.device), use_cache=True,
                          logits_to_keep=1)
-        self._prefixes[key] = out.past_key_values
+        self._prefixes[key] = output_cache(out)
         self.stats["prefix_builds"] += 1
         while len(self._prefixes) > self.keep_prefixes:
             self._prefixes.popitem(last=False)

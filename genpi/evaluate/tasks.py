@@ -1,0 +1,141 @@
+"""Task success: each variant plays the environment's problems for whole episodes and is judged by
+whether it solved them (the paper's measure), not by the form of its first reply.
+
+Every variant gets the same problems, greedy decoding, the same round limit and reply length; each
+problem runs in a fresh environment (genpi.envs.shell: a sandboxed Linux system). Episodes are
+appended to episodes.jsonl as they finish, under a key naming the model, adapter, scenario and
+settings, so an interrupted evaluation resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from collections import Counter
+from dataclasses import asdict, replace
+
+from tqdm import tqdm
+
+from ..artifacts import AdapterDir, ReportDir, text_sha256
+from ..envs.episodes import play_episodes
+from ..scenario import EvalEnvironment, Scenario
+from .checks import normalized, rate, retention
+from .config import EvalConfig
+
+
+def task_environment(sc: Scenario, cfg: EvalConfig) -> EvalEnvironment | None:
+    """The environment whole episodes run in, or None (none declared, or --env simulated)."""
+    env = sc.eval.environment
+    if env is None or (cfg.env or env.kind) != "shell":
+        return None
+    return replace_problems(env, cfg.problems)
+
+
+def replace_problems(env: EvalEnvironment, problems: str | None) -> EvalEnvironment:
+    if not problems:
+        return env
+    from pathlib import Path
+
+    return env.model_copy(update={"problems": str(Path(problems).expanduser().resolve())})
+
+
+def load_task_problems(env: EvalEnvironment) -> list:
+    """The problem set, checked; raises a one-line error when the sandbox cannot start here."""
+    from ..envs.agentbench import load_problems
+    from ..envs.protocols import build_protocol
+    from ..envs.sandbox import check_sandbox
+
+    build_protocol(env.protocol)
+    problems = load_problems(env.problems, env.scripts)
+    check_sandbox()
+    return problems
+
+
+def task_key(variant, sc: Scenario, model_fingerprint: str, env: EvalEnvironment, cfg: EvalConfig) -> str:
+    """What a stored episode depends on; an episode stored under another key is never reused."""
+    parts = {"variant": variant.name, "with_prompt": variant.with_prompt, "model": model_fingerprint,
+             "scenario": sc.sha256(), "templates": [sc.input_template, sc.student_template],
+             "adapter": AdapterDir(variant.adapter_dir).weights_sha256() if variant.adapter_dir else None,
+             "environment": env.model_dump(mode="json"), "env_tokens": cfg.env_tokens, "seed": cfg.seed}
+    return text_sha256(parts)[:16]
+
+
+def run_tasks(backend, sc: Scenario, variant, problems: list, env: EvalEnvironment, cfg: EvalConfig, key: str,
+              store: dict, out: ReportDir, limit: int | None = None) -> list[dict]:
+    """Episode rows for `problems` in order (stored ones reused); with `limit`, stop after that many
+    runnable problems (the rows cover the problems up to there, unrunnable ones included)."""
+    from ..envs.protocols import build_protocol
+    from ..envs.sandbox import SandboxLimits
+    from ..envs.shell import ShellEnvironment
+
+    protocol = build_protocol(env.protocol)
+    limits = SandboxLimits(memory_mb=env.memory_mb, pids=env.pids, command_timeout_s=env.command_timeout_s)
+
+    def agent(openings: list[str], turns: list[list[dict]]) -> list[str]:
+        return backend.chat([variant.messages(sc, o, t) for o, t in zip(openings, turns)],
+                            max_new_tokens=cfg.env_tokens, seed=cfg.seed)
+
+    rows: list[dict] = []
+    want = limit or len(problems)
+    bar = tqdm(total=min(want, len(problems)), desc=f"episodes {variant.name}", unit="problem", file=sys.stderr,
+               dynamic_ncols=True)
+    with out.episodes_writer() as f:
+        i = 0
+        while i < len(problems) and _runnable(rows) < want:
+            chunk = problems[i:i + min(cfg.batch_size, want - _runnable(rows))]
+            i += len(chunk)
+            new = [p for p in chunk if (variant.name, key, p.id) not in store]
+            if new:
+                def on_round(r: int, n: int) -> None:
+                    bar.set_postfix_str(f"round {r}/{env.round_limit}, {n} open", refresh=True)
+
+                for ep in play_episodes(new, lambda: ShellEnvironment(protocol, limits), agent, env.round_limit,
+                                        on_round=on_round):
+                    row = {"variant": variant.name, "key": key, "problem": ep.problem_id, **asdict(ep)}
+                    row.pop("problem_id")
+                    store[(variant.name, key, ep.problem_id)] = row
+                    f.write(row)
+            rows += [store[(variant.name, key, p.id)] for p in chunk]
+            bar.update(sum(not r["unrunnable"] for r in rows[-len(chunk):]))
+    bar.close()
+    return rows
+
+
+def _runnable(rows: list[dict]) -> int:
+    return sum(not r["unrunnable"] for r in rows)
+
+
+def wilson(successes: int, n: int, z: float = 1.96) -> list[float] | None:
+    """The 95% Wilson score interval of a success rate (small samples: the spread to quote)."""
+    if n == 0:
+        return None
+    p = successes / n
+    mid = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return [round(max(0.0, mid - half), 4), round(min(1.0, mid + half), 4)]
+
+
+def summarize_tasks(rows: list[dict]) -> dict:
+    """A variant's `env` object: success and its spread, action validity, turns, end reasons."""
+    ran = [r for r in rows if not r["unrunnable"]]
+    turns = sum(r["turns"] for r in ran)
+    solved = sum(bool(r["success"]) for r in ran)
+    return {"success": rate([bool(r["success"]) for r in ran]), "solved": solved, "success_ci95": wilson(solved, len(ran)),
+            "invalid_action_rate": rate([r["end_reason"] == "invalid_action" for r in ran]),
+            "valid_action_share": sum(r["valid_turns"] for r in ran) / turns if turns else None,
+            "mean_turns": turns / len(ran) if ran else None,
+            "end_reasons": dict(Counter(r["end_reason"] for r in ran).most_common()),
+            "n_problems": len(rows), "n_unrunnable": len(rows) - len(ran),
+            "unrunnable": {r["problem"]: r["reason"] for r in rows if r["unrunnable"]},
+            "outcomes": {r["problem"]: (None if r["unrunnable"] else bool(r["success"])) for r in rows},
+            "env_s_per_episode": sum(r["env_s"] for r in ran) / len(ran) if ran else None,
+            "setup_s_per_episode": sum(r["setup_s"] for r in ran) / len(ran) if ran else None}
+
+
+def add_retention(envs: dict[str, dict], floor: str, ceiling: str) -> None:
+    """Each variant's success retention (success / with_prompt success) and normalized retention."""
+    top, bottom = envs[ceiling]["success"], envs[floor]["success"]
+    for name, e in envs.items():
+        if name != ceiling:
+            e["retention"] = retention(e["success"], top)
+            e["normalized"] = normalized(e["success"], bottom, top)
