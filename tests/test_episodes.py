@@ -56,9 +56,10 @@ def test_episodes_end_by_answer_invalid_reply_round_limit_or_unrunnable():
                         "e": ["run x", "run y", "run z"]}[pid][min(n, 2 if pid == "e" else 1)])
         return out
 
-    eps = play_episodes(problems, CountingEnv, agent, round_limit=3)
+    seen = []
+    eps = play_episodes(problems, CountingEnv, agent, round_limit=3, on_episode=lambda e: seen.append(e.problem_id))
     by = {e.problem_id: e for e in eps}
-    assert [e.problem_id for e in eps] == ["a", "b", "c", "d", "e"]
+    assert [e.problem_id for e in eps] == seen == ["d", "b", "c", "a", "e"]  # in the order they finished
     assert by["a"].success and by["a"].end_reason == END_ANSWERED and by["a"].turns == 2
     assert [t["role"] for t in by["a"].conversation] == ["user", "assistant", "user", "assistant"]
     assert by["a"].conversation[2]["content"] == "ran ls"
@@ -68,6 +69,21 @@ def test_episodes_end_by_answer_invalid_reply_round_limit_or_unrunnable():
     assert by["e"].end_reason == END_ROUND_LIMIT and by["e"].turns == 3 and by["e"].success is False
     assert calls == [4, 2, 1]  # one batched call per round, only for episodes still going
     assert CountingEnv.live == 0  # every environment closed
+
+
+def test_a_freed_slot_goes_to_the_next_problem():
+    problems = [Problem(str(i), str(i)) for i in range(5)]
+    sizes = []
+
+    def agent(openings, turns):  # problem i answers right after i turns of 'run'
+        sizes.append(len(openings))
+        return [f"run {len(t)}" if len(t) // 2 < int(o.split()[-1]) else f"answer {o.split()[-1]}"
+                for o, t in zip(openings, turns)]
+
+    eps = play_episodes(iter(problems), CountingEnv, agent, round_limit=10, width=2)
+    assert all(e.success for e in eps) and sorted(e.turns for e in eps) == [1, 2, 3, 4, 5]
+    assert max(sizes) == 2 and sum(sizes) == 15 and len(sizes) < 15  # two at a time, refilled as they end
+    assert CountingEnv.live == 0
 
 
 def test_environments_are_closed_when_the_agent_fails():

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Iterable
 
 from .base import END_ENVIRONMENT, END_ROUND_LIMIT, Environment, Unrunnable
 
@@ -67,56 +67,75 @@ class Episode:
     env_s: float = 0.0              # everything the environment did (setup, commands, judging, clean-up)
 
 
-def play_episodes(problems: list, make_env: Callable[[], Environment], agent: TaskAgent, round_limit: int,
-                  problem_id: Callable[[object], str] = lambda p: p.id,
-                  on_round: Callable[[int, int], None] | None = None) -> list[Episode]:
-    """Play `problems` side by side, each in its own environment; every round one batched agent call.
+def play_episodes(problems: Iterable, make_env: Callable[[], Environment], agent: TaskAgent, round_limit: int,
+                  *, width: int = 8, problem_id: Callable[[object], str] = lambda p: p.id,
+                  on_episode: Callable[[Episode], None] | None = None,
+                  on_step: Callable[[int], None] | None = None) -> list[Episode]:
+    """Play `problems` (any iterable, pulled as slots free up), at most `width` at once, each in its
+    own environment; every step one batched agent call for every open episode.
 
     An episode ends when the environment says so (an answer, finish, an invalid reply) or after
-    `round_limit` agent turns (END_ROUND_LIMIT); then it is judged and its environment closed.
-    A problem whose setup cannot run here comes back with `unrunnable` set, not as a failure.
-    on_round(round, open_episodes) is called before each round (for progress).
+    `round_limit` agent turns (END_ROUND_LIMIT); then it is judged, its environment closed, and
+    `on_episode(episode)` called at once (so a caller can store it), and its slot goes to the next
+    problem. A problem whose setup cannot run here comes back with `unrunnable` set, not as a
+    failure. Returns the episodes in the order they finished. on_step(open_episodes) is for progress.
     """
+    queue = iter(problems)
     done: list[Episode] = []
     live: list[tuple[Episode, Environment, str]] = []
-    try:
-        for p in problems:
-            ep, env, t0 = Episode(problem_id(p)), make_env(), time.perf_counter()
-            try:
-                opening = env.reset(p)
-            except Unrunnable as e:
-                env.close()
-                ep.unrunnable, ep.reason = True, str(e)
-                done.append(ep)
-                continue
-            finally:
-                ep.setup_s = ep.env_s = time.perf_counter() - t0
-            ep.conversation.append({"role": "user", "content": opening})
-            live.append((ep, env, opening))
-        for r in range(round_limit):
-            active = [(ep, env, o) for ep, env, o in live if ep.end_reason is None]
-            if not active:
-                break
-            if on_round is not None:
-                on_round(r + 1, len(active))
-            replies = agent([o for _, _, o in active], [ep.conversation[1:] for ep, _, _ in active])
-            for (ep, env, _), reply in zip(active, replies):
-                _step(ep, env, reply)
-        for ep, env, _ in live:
-            t0 = time.perf_counter()
+
+    def finish(ep: Episode, env: Environment | None) -> None:
+        t0 = time.perf_counter()
+        if env is not None:
             if ep.end_reason is None:
                 ep.end_reason = END_ROUND_LIMIT
             if not ep.unrunnable:
                 verdict = env.judge()
                 ep.success, ep.reason = verdict.success, verdict.reason
             env.close()
-            ep.env_s += time.perf_counter() - t0
-            done.append(ep)
+        ep.env_s += time.perf_counter() - t0
+        done.append(ep)
+        if on_episode is not None:
+            on_episode(ep)
+
+    def fill() -> None:
+        while len(live) < width:
+            p = next(queue, None)
+            if p is None:
+                return
+            ep, env, t0 = Episode(problem_id(p)), make_env(), time.perf_counter()
+            try:
+                opening = env.reset(p)
+            except Unrunnable as e:
+                ep.unrunnable, ep.reason = True, str(e)
+                ep.setup_s = ep.env_s = time.perf_counter() - t0
+                env.close()
+                finish(ep, None)
+                continue
+            ep.setup_s = ep.env_s = time.perf_counter() - t0
+            ep.conversation.append({"role": "user", "content": opening})
+            live.append((ep, env, opening))
+
+    try:
+        while True:
+            fill()
+            if not live:
+                break
+            if on_step is not None:
+                on_step(len(live))
+            replies = agent([o for _, _, o in live], [ep.conversation[1:] for ep, _, _ in live])
+            going = []
+            for (ep, env, o), reply in zip(live, replies):
+                _step(ep, env, reply)
+                if ep.end_reason is not None or ep.turns >= round_limit:
+                    finish(ep, env)
+                else:
+                    going.append((ep, env, o))
+            live[:] = going
     finally:
         for _, env, _ in live:
             env.close()
-    order = {problem_id(p): i for i, p in enumerate(problems)}
-    return sorted(done, key=lambda e: order[e.problem_id])
+    return done
 
 
 def _step(ep: Episode, env: Environment, reply: str) -> None:

@@ -75,34 +75,40 @@ def run_tasks(backend, sc: Scenario, variant, problems: list, env: EvalEnvironme
         return backend.chat([variant.messages(sc, o, t) for o, t in zip(openings, turns)],
                             max_new_tokens=cfg.env_tokens, seed=cfg.seed)
 
-    rows: list[dict] = []
     want = limit or len(problems)
+    visited: list[str] = []                 # problem ids in order, stored or played
+    count = {"runnable": 0, "new": 0, "new_unrunnable": 0}
     bar = tqdm(total=min(want, len(problems)), desc=f"episodes {variant.name}", unit="problem", file=sys.stderr,
                dynamic_ncols=True)
+
+    def feed():
+        """The problems still to play, in order, until `want` runnable ones are done or under way."""
+        for p in problems:
+            if count["runnable"] + count["new"] - count["new_unrunnable"] >= want:
+                return
+            visited.append(p.id)
+            row = store.get((variant.name, key, p.id))
+            if row is not None:
+                count["runnable"] += not row["unrunnable"]
+                bar.update(not row["unrunnable"])
+                continue
+            count["new"] += 1
+            yield p
+
     with out.episodes_writer() as f:
-        i = 0
-        while i < len(problems) and _runnable(rows) < want:
-            chunk = problems[i:i + min(cfg.batch_size, want - _runnable(rows))]
-            i += len(chunk)
-            new = [p for p in chunk if (variant.name, key, p.id) not in store]
-            if new:
-                def on_round(r: int, n: int) -> None:
-                    bar.set_postfix_str(f"round {r}/{env.round_limit}, {n} open", refresh=True)
+        def keep(ep) -> None:
+            row = {"variant": variant.name, "key": key, "problem": ep.problem_id, **asdict(ep)}
+            row.pop("problem_id")
+            store[(variant.name, key, ep.problem_id)] = row
+            f.write(row)
+            count["new_unrunnable"] += ep.unrunnable
+            bar.update(not ep.unrunnable)
 
-                for ep in play_episodes(new, lambda: ShellEnvironment(protocol, limits), agent, env.round_limit,
-                                        on_round=on_round):
-                    row = {"variant": variant.name, "key": key, "problem": ep.problem_id, **asdict(ep)}
-                    row.pop("problem_id")
-                    store[(variant.name, key, ep.problem_id)] = row
-                    f.write(row)
-            rows += [store[(variant.name, key, p.id)] for p in chunk]
-            bar.update(sum(not r["unrunnable"] for r in rows[-len(chunk):]))
+        play_episodes(feed(), lambda: ShellEnvironment(protocol, limits), agent, env.round_limit,
+                      width=cfg.batch_size, on_episode=keep,
+                      on_step=lambda n: bar.set_postfix_str(f"{n} open", refresh=True))
     bar.close()
-    return rows
-
-
-def _runnable(rows: list[dict]) -> int:
-    return sum(not r["unrunnable"] for r in rows)
+    return [store[(variant.name, key, pid)] for pid in visited]
 
 
 def wilson(successes: int, n: int, z: float = 1.96) -> list[float] | None:
