@@ -139,3 +139,59 @@ def test_a_missing_problem_set_is_one_line(cli, write, tmp_path):
     bad = write("b.yaml", "prompt: an agent\neval:\n  environment:\n    kind: shell\n    protocol: magic\n"
                           "    problems: {file: nope.json}\n")
     one_line_error(cli("eval", str(bad), "--model", "tiny", "--out", str(tmp_path / "R")), "unknown protocol 'magic'")
+
+
+SHELL_SYNTH = """\
+name: shell
+prompt: "You are a shell agent. Write Think, then Act: bash with a command, or Act: answer(...)."
+student_template: "Problem: {input}"
+seed_inputs: ["How many users are on this machine?", "Show the free disk space."]
+environment: {role: a Linux shell, max_turns: 3}
+eval:
+  environment: {kind: shell, protocol: agentbench-os, problems: {file: p.json}}
+"""
+
+
+def test_synthesis_role_play_can_run_in_a_real_shell(write, tiny_ref, tmp_path):
+    from genpi.artifacts import DataDir
+    from genpi.errors import GenpiError
+    from genpi.generate import FakeBackend
+    from genpi.scenario import load_scenario
+    from genpi.synth import SynthConfig, synthesize
+
+    asked = {"env": 0, "n": 0}
+
+    def canned(conv):
+        first = conv[0]["content"]
+        if "new requests that a user could send" in first:
+            asked["n"] += 1
+            return "\n".join(f"{i}. {x}" for i, x in enumerate(["Which kernel release is this machine running?",
+                                                               "Compress /var/log/app into one archive.",
+                                                               "Who owns the folder /data/shared?"], 1))
+        if "explain why the second answer differs" in first:
+            return "Explanation: the protocol."
+        if first.startswith("You are playing"):
+            asked["env"] += 1
+            return "imagined output"
+        if first.startswith("You are a shell agent"):
+            if sum(m["role"] == "assistant" for m in conv) == 0:
+                return "Think: look.\n\nAct: bash\n\n```bash\necho real-$((6*7)); hostname; ls /root | wc -l\n```"
+            return "Think: done.\n\nAct: answer(42)"
+        return "Sure."
+
+    sc = load_scenario(write("s.yaml", SHELL_SYNTH))
+    base = FakeBackend(canned, name="base")
+    cfg = SynthConfig.from_preset("smoke", sc, num_inputs=2, max_turns=3, batch_size=2, env="shell")
+    synthesize(sc, tiny_ref, None, tmp_path / "D", cfg, base_backend=base, generator_backend=base, progress=False)
+    recs = DataDir(tmp_path / "D").read_records()
+    assert len(recs) == 2 and asked["env"] == 0  # nobody imagined the output
+    for r in recs:
+        turns = r.to_json()["conversation"]
+        assert [t["role"] for t in turns] == ["assistant", "user", "assistant"]
+        assert turns[1]["content"] == "The output of the OS:\n\nreal-42\nsandbox\n0\n"  # a clean machine's answer
+    meta = json.loads((tmp_path / "D" / "meta.json").read_text())
+    assert meta["identity"]["settings"]["env"] == "shell"
+    plain = load_scenario(write("p.yaml", "prompt: an agent\n"))
+    with pytest.raises(GenpiError, match="needs the scenario's eval.environment"):
+        synthesize(plain, tiny_ref, None, tmp_path / "E", SynthConfig.from_preset("smoke", plain, env="shell"),
+                   base_backend=base, generator_backend=base, progress=False)

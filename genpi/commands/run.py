@@ -39,7 +39,8 @@ def main(args) -> int:
 
     methods = parse_methods(args.methods)
     sc = common.scenario_arg(args).require_eval_inputs("evaluate in 'genpi run'")
-    cfg = RunConfig.from_preset(args.preset, sc, synth=overrides_from(args, SynthConfig),
+    synth = {k: v for k, v in overrides_from(args, SynthConfig).items() if k != "env"}  # --env is eval's
+    cfg = RunConfig.from_preset(args.preset, sc, synth=synth,
                                 train=overrides_from(args, TrainConfig), eval=overrides_from(args, EvalConfig))
     ref = common.model_arg(args.model, args.preset)
     gen = common.generator_arg(args)

@@ -58,3 +58,31 @@ class ShellEnvironment:
         if self.sandbox is not None:
             self.sandbox.close()
             self.sandbox = None
+
+
+class ShellRoleplay:
+    """Real observations for synthesis role-play: each pseudo input's commands run in its own fresh
+    sandbox (created at its first command, kept for its later turns). Has the `respond` of the
+    simulated environment, so the one role-play loop (episodes.run_episodes) drives either."""
+
+    def __init__(self, protocol: Protocol, limits: SandboxLimits | None = None):
+        self.protocol, self.limits = protocol, limits or SandboxLimits()
+        self.sandboxes: dict[str, Sandbox] = {}
+
+    def respond(self, inputs: list[str], conversations: list[list[dict]]) -> list[tuple[str, bool]]:
+        """(observation, episode over?): a command's output; an answer, finish or no action ends it."""
+        out = []
+        for x, conv in zip(inputs, conversations):
+            action = self.protocol.parse(conv[-1]["content"])
+            if action.kind != "command":
+                out.append(("", True))
+                continue
+            if x not in self.sandboxes:
+                self.sandboxes[x] = Sandbox(self.limits).start()
+            out.append((self.protocol.observation(self.sandboxes[x].shell(action.content).output), False))
+        return out
+
+    def close(self) -> None:
+        for box in self.sandboxes.values():
+            box.close()
+        self.sandboxes.clear()

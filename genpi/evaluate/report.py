@@ -123,7 +123,9 @@ def task_sections(report: dict, episodes: dict[str, list[dict]], n_transcripts: 
              f"Model: {report['model']} · {first['n_problems'] - first['n_unrunnable']} problems run in a sandboxed "
              f"{env.get('kind', 'shell')} ({first['n_unrunnable']} could not run here) · protocol "
              f"{env.get('protocol') if isinstance(env.get('protocol'), str) else 'the scenario’s own'} · at most "
-             f"{env.get('round_limit')} agent turns of {report['settings'].get('env_tokens')} tokens · greedy", "",
+             f"{env.get('round_limit')} agent turns of {report['settings'].get('env_tokens')} tokens · greedy"
+             + (f" · sandbox start and setup {first['setup_s_per_episode']:.2f} s per episode"
+                if first.get("setup_s_per_episode") is not None else ""), "",
              "| variant | success | solved | 95% interval | retention | normalized | valid actions | "
              "invalid-action ends | turns | end reasons |", "|" + "---|" * 10]
     for name, v in variants.items():

@@ -34,6 +34,10 @@ class SynthConfig(StageConfig):
     empty_retries: int = option(2, "sampled retries of an empty greedy reply", cli=False)
     seed: int = option(0, "seed of the sampled stages", metavar="S")
     filter: FilterConfig = option(help="pseudo-input filter", cli=False, default_factory=FilterConfig)
+    env: str = option("simulated", "who answers the agent's commands in role-play: 'simulated' (the generator "
+                                   "imagines the environment, as in the paper) or 'shell' (a real sandboxed shell per "
+                                   "pseudo input, with the scenario's eval.environment protocol and limits)",
+                      metavar="KIND", choices=("simulated", "shell"))
 
     def __post_init__(self):
         at_least(self, 1, "num_inputs", "max_turns", "max_new_tokens", "reason_tokens", "input_tokens",
@@ -58,5 +62,8 @@ class SynthConfig(StageConfig):
 
     def shaping(self) -> dict:
         """The settings that shape each record: a resumed run must use the same."""
-        return {"max_turns": self.max_turns, "max_new_tokens": self.max_new_tokens,
-                "reason_tokens": self.reason_tokens}
+        shape = {"max_turns": self.max_turns, "max_new_tokens": self.max_new_tokens,
+                 "reason_tokens": self.reason_tokens}
+        if self.env != "simulated":  # folders made before this option stay resumable
+            shape["env"] = self.env
+        return shape

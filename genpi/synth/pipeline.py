@@ -89,6 +89,8 @@ class _Run:
 
     # -- the run ----------------------------------------------------------------------------
     def go(self) -> dict:
+        if self.cfg.env == "shell":
+            shell_roleplay(self.sc).close()  # the protocol and the sandbox are checked before any work
         self.ident = self.identity()
         old = self.data.resumable_meta()
         old = self._reshaped(old)
@@ -253,11 +255,17 @@ class _Run:
     def _roleplay(self, xs: list[str], firsts: list[str]) -> list[list[dict]]:
         """Agent (base model with the prompt) and environment (the generator, simulated) take turns."""
         sc, cfg = self.sc, self.cfg
-        env = SimulatedEnvironment(sc, self.gen(), cfg.max_new_tokens, seed=cfg.seed)
 
         def agent(idx: list[int], convs: list[list[dict]]) -> list[str]:
             return self._nonempty(self.base(), [teacher_messages(sc, xs[i], c) for i, c in zip(idx, convs)])
 
+        if cfg.env == "shell":  # real command output: a fresh sandbox per pseudo input
+            env = shell_roleplay(sc)
+            try:
+                return run_episodes(xs, firsts, agent, env, cfg.max_turns)
+            finally:
+                env.close()
+        env = SimulatedEnvironment(sc, self.gen(), cfg.max_new_tokens, seed=cfg.seed)
         return run_episodes(xs, firsts, agent, env, cfg.max_turns)
 
     def _nonempty(self, backend, convs, stage: stages.Stage | None = None, max_new_tokens: int | None = None):
@@ -322,6 +330,21 @@ class _Run:
                 "requested": self.cfg.num_inputs, "counts": counts, "filter_drops": drops,
                 "teacher_checks": checks, "stage_seconds": meta["stage_seconds"],
                 "wall_seconds": round(time.time() - self.started, 2), "shortfall": self.shortfall}
+
+
+def shell_roleplay(sc: Scenario):
+    """The real shell for role-play, with the scenario's eval.environment protocol and limits."""
+    from ..envs.protocols import build_protocol
+    from ..envs.sandbox import SandboxLimits, check_sandbox
+    from ..envs.shell import ShellRoleplay
+
+    env = sc.eval.environment
+    if env is None or env.kind != "shell":
+        raise GenpiError(f"--env shell needs the scenario's eval.environment of kind shell (its protocol tells "
+                         f"commands from answers): add one to '{sc.source or sc.name}', or use --env simulated")
+    check_sandbox()
+    return ShellRoleplay(build_protocol(env.protocol),
+                         SandboxLimits(memory_mb=env.memory_mb, pids=env.pids, command_timeout_s=env.command_timeout_s))
 
 
 def format_summary(s: dict) -> str:
