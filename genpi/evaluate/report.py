@@ -105,7 +105,8 @@ def bar_chart(report: dict, path: Path) -> None:
     ax.set_xticks(range(len(names)), names)
     ax.set_ylim(0, 1.12)
     ax.set_ylabel("pass rate")
-    ax.set_title(f"{report['scenario']} · {report['n_inputs']} held-out inputs", fontsize=10)
+    first = "first replies: " if any(v.get("env") for v in variants.values()) else ""
+    ax.set_title(f"{first}{report['scenario']} · {report['n_inputs']} held-out inputs", fontsize=10)
     ax.legend(fontsize=7, loc="upper left", ncols=min(4, len(metrics)))
     fig.tight_layout()
     tmp = path.with_name(path.stem + ".tmp.png")
@@ -179,8 +180,8 @@ def success_bars(ax, report: dict) -> None:
     bars = ax.bar(range(len(names)), vals, 0.6, yerr=err, capsize=4, color="#4c72b0")
     for b, n in zip(bars, names):
         e = variants[n]
-        ax.annotate(f"{e['solved']}/{e['n_problems'] - e['n_unrunnable']}", (b.get_x() + b.get_width() / 2, 0.02),
-                    ha="center", va="bottom", fontsize=8, color="white")
+        ax.annotate(f"{e['solved']}/{e['n_problems'] - e['n_unrunnable']}", (b.get_x() + b.get_width() / 4, b.get_height()),
+                    xytext=(0, 2), textcoords="offset points", ha="center", va="bottom", fontsize=8)
     ax.set_xticks(range(len(names)), names)
     ax.set_ylim(0, 1.05)
     ax.set_ylabel("task success")
