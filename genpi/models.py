@@ -13,6 +13,7 @@ Nothing here touches the network: genpi sets HF_HUB_OFFLINE before transformers 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.util
 import json
@@ -250,10 +251,15 @@ def load_model(ref: ModelRef, dtype: str = "float32", device: str | None = None)
 def cache_kwargs(model, cache) -> dict:
     """The keyword a forward or generate call takes a KV cache by: `cache` in newer transformers
     (where `past_key_values` is deprecated), `past_key_values` before."""
+    base = getattr(model, "get_base_model", lambda: model)()
+    return {_cache_keyword(type(base)): cache}
+
+
+@functools.lru_cache(maxsize=None)
+def _cache_keyword(model_class) -> str:
     import inspect
 
-    base = getattr(model, "get_base_model", lambda: model)()
-    return {"cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values": cache}
+    return "cache" if "cache" in inspect.signature(model_class.forward).parameters else "past_key_values"
 
 
 def output_cache(out):
