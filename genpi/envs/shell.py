@@ -11,8 +11,14 @@ from __future__ import annotations
 
 from . import agentbench
 from .base import END_ANSWERED, END_FINISHED, END_INVALID, Judgement, Step
-from .protocols import Protocol
+from .protocols import Protocol, build_protocol
 from .sandbox import Sandbox, SandboxLimits
+
+
+def protocol_and_limits(spec) -> tuple[Protocol, SandboxLimits]:
+    """A scenario's eval.environment (genpi.scenario.EvalEnvironment) -> its action protocol and sandbox limits."""
+    return build_protocol(spec.protocol), SandboxLimits(memory_mb=spec.memory_mb, pids=spec.pids,
+                                                        command_timeout_s=spec.command_timeout_s)
 
 
 class ShellEnvironment:

@@ -12,7 +12,8 @@ from __future__ import annotations
 import math
 import sys
 from collections import Counter
-from dataclasses import asdict, replace
+from dataclasses import asdict
+from pathlib import Path
 
 from tqdm import tqdm
 
@@ -28,15 +29,9 @@ def task_environment(sc: Scenario, cfg: EvalConfig) -> EvalEnvironment | None:
     env = sc.eval.environment
     if env is None or (cfg.env or env.kind) != "shell":
         return None
-    return replace_problems(env, cfg.problems)
-
-
-def replace_problems(env: EvalEnvironment, problems: str | None) -> EvalEnvironment:
-    if not problems:
-        return env
-    from pathlib import Path
-
-    return env.model_copy(update={"problems": str(Path(problems).expanduser().resolve())})
+    if cfg.problems:  # --problems PATH: another copy of the problem set
+        return env.model_copy(update={"problems": str(Path(cfg.problems).expanduser().resolve())})
+    return env
 
 
 def load_task_problems(env: EvalEnvironment) -> list:
@@ -64,12 +59,9 @@ def run_tasks(backend, sc: Scenario, variant, problems: list, env: EvalEnvironme
               store: dict, out: ReportDir, limit: int | None = None) -> list[dict]:
     """Episode rows for `problems` in order (stored ones reused); with `limit`, stop after that many
     runnable problems (the rows cover the problems up to there, unrunnable ones included)."""
-    from ..envs.protocols import build_protocol
-    from ..envs.sandbox import SandboxLimits
-    from ..envs.shell import ShellEnvironment
+    from ..envs.shell import ShellEnvironment, protocol_and_limits
 
-    protocol = build_protocol(env.protocol)
-    limits = SandboxLimits(memory_mb=env.memory_mb, pids=env.pids, command_timeout_s=env.command_timeout_s)
+    protocol, limits = protocol_and_limits(env)
 
     def agent(openings: list[str], turns: list[list[dict]]) -> list[str]:
         return backend.chat([variant.messages(sc, o, t) for o, t in zip(openings, turns)],

@@ -21,12 +21,12 @@ from tqdm import tqdm
 
 from .. import __version__
 from ..artifacts import DataDir, Record, SynthMeta, input_id, text_sha256
+from ..envs import SimulatedEnvironment, run_episodes
 from ..errors import GenpiError
 from ..generate.cache import CachedBackend
 from ..generate.local import local_backend
 from ..generate.specs import GeneratorSpec, SameSpec, build_backend
 from ..scenario import Scenario, student_messages, teacher_messages
-from ..envs import SimulatedEnvironment, run_episodes
 from . import stages, store
 from .config import SynthConfig
 from .filters import InputFilter
@@ -334,17 +334,15 @@ class _Run:
 
 def shell_roleplay(sc: Scenario):
     """The real shell for role-play, with the scenario's eval.environment protocol and limits."""
-    from ..envs.protocols import build_protocol
-    from ..envs.sandbox import SandboxLimits, check_sandbox
-    from ..envs.shell import ShellRoleplay
+    from ..envs.sandbox import check_sandbox
+    from ..envs.shell import ShellRoleplay, protocol_and_limits
 
     env = sc.eval.environment
     if env is None or env.kind != "shell":
         raise GenpiError(f"--env shell needs the scenario's eval.environment of kind shell (its protocol tells "
                          f"commands from answers): add one to '{sc.source or sc.name}', or use --env simulated")
     check_sandbox()
-    return ShellRoleplay(build_protocol(env.protocol),
-                         SandboxLimits(memory_mb=env.memory_mb, pids=env.pids, command_timeout_s=env.command_timeout_s))
+    return ShellRoleplay(*protocol_and_limits(env))
 
 
 def format_summary(s: dict) -> str:
