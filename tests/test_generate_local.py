@@ -89,3 +89,19 @@ def test_a_started_assistant_turn_is_continued_not_answered(model, tiny_tok):
     assert ids[:len(be.encode(user))] == be.encode(user)  # the same opening as answering the user turn
     out = be.chat([started], max_new_tokens=4)
     assert isinstance(out[0], str)
+
+
+def test_conversation_cache_continues_each_episode_from_its_own_last_prompt(model, tiny_tok):
+    """Round after round, each conversation prefills only its new turns; the tokens are those of a plain run."""
+    plain = LocalBackend(model, tiny_tok, batch_size=5, prefix_cache=False)
+    episodes = LocalBackend(model, tiny_tok, batch_size=5, conversation_cache=True, keep_prefixes=10)
+    convs = [PROMPT + [{"role": "user", "content": q}] for q in QUESTIONS]
+    for round_ in range(3):
+        want = plain.chat(convs, max_new_tokens=10)
+        got = episodes.chat(convs, max_new_tokens=10)
+        assert got == want, round_
+        convs = [c + [{"role": "assistant", "content": r}, {"role": "user", "content": f"output: {round_}"}]
+                 for c, r in zip(convs, want)]
+    assert sum(len(set(r)) > 3 for r in want) >= 3  # a real comparison
+    assert episodes.stats["prefix_hits"] == 2 * len(QUESTIONS)  # rounds 2 and 3 continued every episode
+    assert len(episodes._prefixes) == len(QUESTIONS)  # one kept cache per open conversation

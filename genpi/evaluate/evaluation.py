@@ -102,7 +102,9 @@ def evaluate(scenario: Scenario, model_ref: ModelRef, adapter_dirs: list[str | P
         teacher = None if v.with_prompt else [r["output"] for r in rows[CEILING]]
         rows[v.name] = run_variant(model, tok, sc, v, inputs, cfg, keys[v.name], store, out, teacher)
         if task_env is not None:
-            backend = LocalBackend(model, tok, name=v.name, batch_size=cfg.batch_size)
+            # episodes grow round by round: each continues from its own kept KV cache
+            backend = LocalBackend(model, tok, name=v.name, batch_size=cfg.batch_size, conversation_cache=True,
+                                   keep_prefixes=2 * cfg.batch_size)
             first = not task_rows
             task_rows[v.name] = run_tasks(backend, sc, v, problems, task_env, cfg,
                                           task_key(v, sc, fingerprint, task_env, cfg), episodes, out,

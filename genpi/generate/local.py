@@ -26,12 +26,15 @@ class LocalBackend:
     prefix_cache: reuse the KV cache of the prefix that a batch's conversations share.
     min_prefix: shortest shared prefix (tokens) worth caching.
     keep_prefixes: how many prefix caches to keep between calls (least recently used is dropped).
+    conversation_cache: generate each conversation on its own, continuing from the kept KV cache of its
+        own previous prompt (multi-turn episodes: each round prefills only the new turns, not the whole
+        conversation again); keep_prefixes should then be at least the number of open conversations.
     identity: a string that changes when the model changes (keys of the call cache; default: name).
     """
 
     def __init__(self, model, tokenizer, name: str = "local", batch_size: int = 8, *,
                  prefix_cache: bool = True, min_prefix: int = 16, keep_prefixes: int = 8,
-                 identity: str | None = None):
+                 conversation_cache: bool = False, identity: str | None = None):
         self.model = model
         self.tok = tokenizer
         self.name = name
@@ -40,6 +43,7 @@ class LocalBackend:
         self.prefix_cache = prefix_cache
         self.min_prefix = min_prefix
         self.keep_prefixes = keep_prefixes
+        self.conversation_cache = conversation_cache
         self._prefixes: OrderedDict[tuple[int, ...], object] = OrderedDict()
         self.stats = {"prefix_hits": 0, "prefix_builds": 0, "prefill_tokens_saved": 0}
 
@@ -60,6 +64,8 @@ class LocalBackend:
                      seed=None) -> list[list[int]]:
         """New token ids per prompt (up to and including the end-of-turn token, padding removed)."""
         out: list[list[int]] = []
+        if self.conversation_cache:
+            return [self._continue(row, max_new_tokens, temperature, top_p, seed) for row in prompts]
         for i in range(0, len(prompts), self.batch_size):
             out += self._generate(prompts[i:i + self.batch_size], max_new_tokens, temperature, top_p, seed)
         return out
@@ -81,6 +87,33 @@ class LocalBackend:
             do_sample=sample, temperature=temperature if sample else None, top_p=top_p if sample else None,
             top_k=None, pad_token_id=self.tok.pad_token_id, eos_token_id=self.tok.eos_token_id)
         return [_until_eos(row[width:].tolist(), self.tok.eos_token_id) for row in out]
+
+    def _continue(self, row: list[int], max_new_tokens, temperature, top_p, seed) -> list[int]:
+        """One conversation, from the kept cache of the longest earlier prompt it extends; its own
+        prompt's cache is kept in that one's place for its next turn."""
+        best = max((k for k in self._prefixes if self.min_prefix <= len(k) < len(row) and tuple(row[:len(k)]) == k),
+                   key=len, default=None)
+        cache = self._prefixes.pop(best) if best is not None else None
+        if best is not None:
+            self.stats["prefix_hits"] += 1
+            self.stats["prefill_tokens_saved"] += len(best)
+        if seed is not None:
+            torch.manual_seed(seed)
+        sample = temperature > 0
+        ids = torch.tensor([row], device=self.model.device)
+        out = self.model.generate(
+            input_ids=ids, attention_mask=torch.ones_like(ids), **cache_kwargs(self.model, cache),
+            max_new_tokens=max_new_tokens, do_sample=sample, temperature=temperature if sample else None,
+            top_p=top_p if sample else None, top_k=None, pad_token_id=self.tok.pad_token_id,
+            eos_token_id=self.tok.eos_token_id, return_dict_in_generate=True)
+        kept = output_cache(out)
+        extra = kept.get_seq_length() - len(row)
+        if extra > 0:
+            kept.crop(-extra)  # back to this prompt: the reply is re-read as part of the next turn
+        self._prefixes[tuple(row)] = kept
+        while len(self._prefixes) > self.keep_prefixes:
+            self._prefixes.popitem(last=False)
+        return _until_eos(out.sequences[0, len(row):].tolist(), self.tok.eos_token_id)
 
     def _left_padded(self, batch):
         pad = self.tok.pad_token_id
