@@ -144,6 +144,14 @@ def test_secrets_stay_out(monkeypatch):
             f.unlink(missing_ok=True)
 
 
+def test_hidden_paths_nest_and_skip_system_and_masked_folders():
+    from genpi.envs.sandbox import _hidden_paths
+    # a CI checkout at /check/work/main with its venv inside: one hidden folder, not two nested ones
+    got = _hidden_paths([Path("/check/work/main"), Path("/check/work/main/.venv"), Path("/usr/local"),
+                         Path("/work/main/.venv"), Path("/checkout2")])
+    assert got == ["check/work/main", "checkout2"]
+
+
 def test_root_inside_cannot_reach_past_the_namespaces():
     with sandbox() as sb:
         r = sb.shell("mount -t tmpfs x /mnt || echo no-mount; mknod /tmp/disk b 8 0 || echo no-mknod; "

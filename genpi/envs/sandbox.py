@@ -133,15 +133,18 @@ def check_sandbox() -> None:
         raise SandboxError(f"overlayfs is not available: load it (modprobe overlay), {FIX}")
 
 
-def _hidden_paths() -> list[str]:
+def _hidden_paths(paths=None) -> list[str]:
     """The genpi checkout and the Python environment, where not already under a masked folder."""
     found = []
     system = {"usr", "lib", "lib32", "lib64", "bin", "sbin", "etc"}
-    for p in {Path(__file__).resolve().parents[2], Path(sys.prefix).resolve(), Path(sys.base_prefix).resolve()}:
+    if paths is None:
+        paths = {Path(__file__).resolve().parents[2], Path(sys.prefix).resolve(), Path(sys.base_prefix).resolve()}
+    for p in paths:
         rel = str(p).lstrip("/")
         if rel and rel.split("/")[0] not in system and not any(rel == m or rel.startswith(m + "/") for m in MASKED):
             found.append(rel)
-    return sorted(found)
+    # a path under another hidden one is hidden with it (a venv inside the checkout)
+    return sorted(r for r in found if not any(r.startswith(o + "/") for o in found))
 
 
 def _check(ret: int) -> None:
