@@ -365,6 +365,7 @@ class Sandbox:
             stdin_fd = os.memfd_create("genpi-stdin")
             os.write(stdin_fd, stdin.encode())
             os.lseek(stdin_fd, 0, os.SEEK_SET)
+        before = self._pids()
         try:
             proc = self._spawn(list(argv), stdin=stdin_fd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         except FileNotFoundError:
@@ -391,7 +392,7 @@ class Sandbox:
                     proc.wait(max(deadline - time.monotonic(), 0))
                 timed_out = proc.poll() is None
             if timed_out:
-                self._kill_tree(proc.pid)
+                self._kill_new(before)
         finally:
             os.close(pidfd)
             proc.stdout.close()
@@ -401,20 +402,28 @@ class Sandbox:
             return CommandResult(text, None, True, truncated)
         return CommandResult(text, code if code >= 0 else 128 - code, False, truncated)
 
-    def _kill_tree(self, pid: int) -> None:
-        """SIGKILL pid, its process group and all its descendants (twice: against a fork in between)."""
-        for _ in range(2):
-            children: dict[int, list[int]] = {}
-            for stat in Path("/proc").glob("[0-9]*/stat"):
+    def _pids(self) -> set[int]:
+        """Every live process of the sandbox (host pids): from its pids cgroup, else its PID namespace."""
+        for cg in self._state.cgroups:
+            if cg.parent.parent.name == "pids":
                 with contextlib.suppress(OSError):
-                    ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
-                    children.setdefault(ppid, []).append(int(stat.parent.name))
-            tree = [pid]
-            for p in tree:
-                tree += children.get(p, [])
-            _kill(tree)
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(pid, signal.SIGKILL)
+                    return {int(x) for x in (cg / "cgroup.procs").read_text().split()}
+        ns, found = os.readlink(f"/proc/{self._root_pid}/ns/pid"), set()
+        for p in Path("/proc").glob("[0-9]*"):
+            with contextlib.suppress(OSError):
+                if os.readlink(p / "ns/pid") == ns:
+                    found.add(int(p.name))
+        return found
+
+    def _kill_new(self, before: set[int]) -> None:
+        """SIGKILL every process of the sandbox that `before` does not list: the timed-out command and
+        whatever it started (children, orphans, new sessions), until none is left (forks in between)."""
+        for _ in range(50):
+            new = self._pids() - before
+            if not new:
+                return
+            _kill(new)
+            time.sleep(0.005)
 
     # ---- shell(): the one interactive bash
 
