@@ -104,4 +104,32 @@ def test_conversation_cache_continues_each_episode_from_its_own_last_prompt(mode
                  for c, r in zip(convs, want)]
     assert sum(len(set(r)) > 3 for r in want) >= 3  # a real comparison
     assert episodes.stats["prefix_hits"] == 2 * len(QUESTIONS)  # rounds 2 and 3 continued every episode
-    assert len(episodes._prefixes) == len(QUESTIONS)  # one kept cache per open conversation
+    assert episodes.stats["prefix_builds"] == 1  # the prompt they share, prefilled once in round 1
+    assert len(episodes._prefixes) == len(QUESTIONS) + 1  # one kept cache per open conversation + the prompt
+
+
+def test_conversation_cache_batches_rows_that_come_and_go(model, tiny_tok):
+    """Episodes end and new ones join between rounds (slot refill); rows of very different lengths
+    share a batch; a lone newcomer starts from the kept prompt. Tokens equal a plain run's."""
+    plain = LocalBackend(model, tiny_tok, batch_size=3, prefix_cache=False)
+    episodes = LocalBackend(model, tiny_tok, batch_size=3, conversation_cache=True, keep_prefixes=8)
+    open_ = {i: PROMPT + [{"role": "user", "content": QUESTIONS[i]}] for i in range(3)}
+    waiting = [3, 4]
+    seen = 0
+    for round_ in range(4):
+        order = sorted(open_)
+        convs = [open_[i] for i in order]
+        want = plain.chat(convs, max_new_tokens=8)
+        got = episodes.chat(convs, max_new_tokens=8)
+        assert got == want, round_
+        seen += sum(len(set(r)) > 3 for r in want)
+        for i, r in zip(order, want):
+            open_[i] = open_[i] + [{"role": "assistant", "content": r},
+                                   {"role": "user", "content": f"output of round {round_}: " + "x" * (9 * i)}]
+        if waiting:  # one episode ends, the next problem takes its slot
+            open_.pop(order[0])
+            j = waiting.pop(0)
+            open_[j] = PROMPT + [{"role": "user", "content": QUESTIONS[j]}]
+    assert seen >= 4  # a real comparison
+    assert episodes.stats["prefix_builds"] == 1  # later newcomers reuse the kept prompt
+    assert len(episodes._prefixes) <= 8

@@ -26,9 +26,10 @@ class LocalBackend:
     prefix_cache: reuse the KV cache of the prefix that a batch's conversations share.
     min_prefix: shortest shared prefix (tokens) worth caching.
     keep_prefixes: how many prefix caches to keep between calls (least recently used is dropped).
-    conversation_cache: generate each conversation on its own, continuing from the kept KV cache of its
-        own previous prompt (multi-turn episodes: each round prefills only the new turns, not the whole
-        conversation again); keep_prefixes should then be at least the number of open conversations.
+    conversation_cache: continue each conversation from the kept KV cache of its own previous prompt
+        (multi-turn episodes: each round prefills only the new turns, not the whole conversation again),
+        rows of different lengths batched together; keep_prefixes should then be at least the number
+        of open conversations (plus one for the prompt they share).
     identity: a string that changes when the model changes (keys of the call cache; default: name).
     """
 
@@ -42,9 +43,11 @@ class LocalBackend:
         self.batch_size = batch_size
         self.prefix_cache = prefix_cache
         self.min_prefix = min_prefix
-        self.keep_prefixes = keep_prefixes
+        # every row of a batch keeps its cache (+ the prompt they share) while the batch runs
+        self.keep_prefixes = max(keep_prefixes, batch_size + 1) if conversation_cache else keep_prefixes
         self.conversation_cache = conversation_cache
         self._prefixes: OrderedDict[tuple[int, ...], object] = OrderedDict()
+        self._shared: set[tuple[int, ...]] = set()  # kept prefixes shared by many conversations
         self.stats = {"prefix_hits": 0, "prefix_builds": 0, "prefill_tokens_saved": 0}
 
     continues = True  # a conversation ending with an assistant turn is continued, not answered
@@ -64,10 +67,9 @@ class LocalBackend:
                      seed=None) -> list[list[int]]:
         """New token ids per prompt (up to and including the end-of-turn token, padding removed)."""
         out: list[list[int]] = []
-        if self.conversation_cache:
-            return [self._continue(row, max_new_tokens, temperature, top_p, seed) for row in prompts]
+        step = self._continue if self.conversation_cache else self._generate
         for i in range(0, len(prompts), self.batch_size):
-            out += self._generate(prompts[i:i + self.batch_size], max_new_tokens, temperature, top_p, seed)
+            out += step(prompts[i:i + self.batch_size], max_new_tokens, temperature, top_p, seed)
         return out
 
     # -- one batch -----------------------------------------------------------------------
@@ -88,32 +90,78 @@ class LocalBackend:
             top_k=None, pad_token_id=self.tok.pad_token_id, eos_token_id=self.tok.eos_token_id)
         return [_until_eos(row[width:].tolist(), self.tok.eos_token_id) for row in out]
 
-    def _continue(self, row: list[int], max_new_tokens, temperature, top_p, seed) -> list[int]:
-        """One conversation, from the kept cache of the longest earlier prompt it extends; its own
-        prompt's cache is kept in that one's place for its next turn."""
-        best = max((k for k in self._prefixes if self.min_prefix <= len(k) < len(row) and tuple(row[:len(k)]) == k),
-                   key=len, default=None)
-        cache = self._prefixes.pop(best) if best is not None else None
-        if best is not None:
-            self.stats["prefix_hits"] += 1
-            self.stats["prefill_tokens_saved"] += len(best)
+    def _continue(self, batch: list[list[int]], max_new_tokens, temperature, top_p, seed) -> list[list[int]]:
+        """Conversations that go on from where they were: each row starts from the kept cache of the
+        longest earlier prompt it extends (else from a prefix the new rows share), the rows are laid
+        out as [padding][cached part][padding][new part] and generated as one batch; then each row's
+        own prompt's cache is cut out of the batch's and kept for its next turn."""
+        keys = [self._longest_kept(row, False) or self._longest_kept(row, True) for row in batch]
+        for k in keys:
+            if k is not None:
+                self.stats["prefix_hits"] += 1
+                self.stats["prefill_tokens_saved"] += len(k)
+        fresh = [i for i, k in enumerate(keys) if k is None]
+        if len(fresh) > 1 and self.prefix_cache:  # new conversations that share a prompt: prefill it once
+            n = shared_prefix_len([batch[i] for i in fresh])
+            if n >= self.min_prefix:
+                key, _ = self._prefix_cache([batch[i] for i in fresh], n)
+                self._shared.add(key)
+                for i in fresh:
+                    keys[i] = key
+        lens = [len(k) if k is not None else 0 for k in keys]
+        n_cached = max(lens)
+        n_new = max(len(r) - n for r, n in zip(batch, lens))
+        pad = self.tok.pad_token_id
+        ids = torch.tensor([[pad] * (n_cached - n) + r[:n] + [pad] * (n_new - len(r) + n) + r[n:]
+                            for r, n in zip(batch, lens)], device=self.model.device)
+        mask = torch.tensor([[0] * (n_cached - n) + [1] * n + [0] * (n_new - len(r) + n) + [1] * (len(r) - n)
+                             for r, n in zip(batch, lens)], device=self.model.device)
+        cache = self._stack([self._prefixes[k] if k is not None else None for k in keys], lens) if n_cached else None
         if seed is not None:
             torch.manual_seed(seed)
         sample = temperature > 0
-        ids = torch.tensor([row], device=self.model.device)
         out = self.model.generate(
-            input_ids=ids, attention_mask=torch.ones_like(ids), **cache_kwargs(self.model, cache),
+            input_ids=ids, attention_mask=mask, **cache_kwargs(self.model, cache),
             max_new_tokens=max_new_tokens, do_sample=sample, temperature=temperature if sample else None,
             top_p=top_p if sample else None, top_k=None, pad_token_id=self.tok.pad_token_id,
             eos_token_id=self.tok.eos_token_id, return_dict_in_generate=True)
         kept = output_cache(out)
-        extra = kept.get_seq_length() - len(row)
-        if extra > 0:
-            kept.crop(-extra)  # back to this prompt: the reply is re-read as part of the next turn
-        self._prefixes[tuple(row)] = kept
+        for k in set(keys) - self._shared - {None}:
+            self._prefixes.pop(k, None)  # each conversation's old cache gives way to its new one
+        for i, (r, n) in enumerate(zip(batch, lens)):
+            where = list(range(n_cached - n, n_cached)) + list(range(n_cached + n_new - len(r) + n, n_cached + n_new))
+            self._prefixes[tuple(r)] = _select(kept, i, torch.tensor(where, device=ids.device))
         while len(self._prefixes) > self.keep_prefixes:
-            self._prefixes.popitem(last=False)
-        return _until_eos(out.sequences[0, len(row):].tolist(), self.tok.eos_token_id)
+            self._shared.discard(self._prefixes.popitem(last=False)[0])
+        width = ids.shape[1]
+        return [_until_eos(row[width:].tolist(), self.tok.eos_token_id) for row in out.sequences]
+
+    def _longest_kept(self, row: list[int], shared: bool) -> tuple[int, ...] | None:
+        """The longest kept cache that `row` extends: an earlier prompt of its own conversation, or
+        (shared=True) a prefix that many conversations share."""
+        best = max((k for k in self._prefixes if (k in self._shared) == shared and self.min_prefix <= len(k) < len(row)
+                    and tuple(row[:len(k)]) == k), key=len, default=None)
+        if best is not None:
+            self._prefixes.move_to_end(best)
+        return best
+
+    @staticmethod
+    def _stack(caches: list, lens: list[int]):
+        """One batch cache from per-row caches of different lengths (zeros on the left, masked)."""
+        from transformers import DynamicCache
+
+        first = next(c for c in caches if c is not None)
+        width = max(lens)
+        layers = []
+        for j, layer in enumerate(first.layers):
+            ks, vs = [], []
+            for c, n in zip(caches, lens):
+                k = c.layers[j].keys[:1, :, :n] if c is not None else layer.keys[:1, :, :0]
+                v = c.layers[j].values[:1, :, :n] if c is not None else layer.values[:1, :, :0]
+                ks.append(torch.nn.functional.pad(k, (0, 0, width - n, 0)))
+                vs.append(torch.nn.functional.pad(v, (0, 0, width - n, 0)))
+            layers.append((torch.cat(ks), torch.cat(vs)))
+        return DynamicCache(layers)
 
     def _left_padded(self, batch):
         pad = self.tok.pad_token_id
@@ -176,6 +224,14 @@ def shared_prefix_len(batch: list[list[int]]) -> int:
     while n < shortest - 1 and all(x[n] == first[n] for x in batch):
         n += 1
     return n
+
+
+def _select(cache, row: int, positions):
+    """Row `row` of a batch cache, only the given positions, as a cache of its own."""
+    from transformers import DynamicCache
+
+    return DynamicCache([(layer.keys[row:row + 1].index_select(2, positions),
+                          layer.values[row:row + 1].index_select(2, positions)) for layer in cache.layers])
 
 
 def _until_eos(ids: list[int], eos: int | None) -> list[int]:
