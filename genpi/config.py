@@ -81,7 +81,8 @@ def add_flags(p: argparse.ArgumentParser | argparse._ArgumentGroup, cls: type[St
         f = by_name[name]
         kind = _scalar_type(cls, f)
         default = describe_default(cls, f)
-        help_text = f"{f.metadata['help']} (default: {default})"
+        # a field whose default is "not set" says in its own help what that means
+        help_text = f"{f.metadata['help']}" + ("" if default in (None, "None") else f" (default: {default})")
         if kind is bool:
             p.add_argument(flag_of(f), dest=name, action="store_true", default=None, help=help_text)
             continue

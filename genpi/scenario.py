@@ -140,6 +140,8 @@ class EvalEnvironment(_Strict):
     command_timeout_s: float = Field(10.0, gt=0, le=600)
     memory_mb: int = Field(1024, ge=64)
     pids: int = Field(256, ge=16)
+    stop_at_action: bool = Field(True, description="end each agent reply at the line where it first holds "
+                                 "a complete action (AgentBench itself keeps generating; the last action wins)")
 
     @field_validator("protocol")
     @classmethod

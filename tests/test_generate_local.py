@@ -133,3 +133,24 @@ def test_conversation_cache_batches_rows_that_come_and_go(model, tiny_tok):
     assert seen >= 4  # a real comparison
     assert episodes.stats["prefix_builds"] == 1  # later newcomers reuse the kept prompt
     assert len(episodes._prefixes) <= 8
+
+
+@pytest.mark.parametrize("conversation_cache", [False, True])
+def test_stop_when_ends_each_row_at_its_own_line_break(model, tiny_tok, conversation_cache):
+    """A row stops at the first line break after which stop_when says so; the other rows go on."""
+    plain = LocalBackend(model, tiny_tok, batch_size=5, prefix_cache=False)
+    stopping = LocalBackend(model, tiny_tok, batch_size=5, conversation_cache=conversation_cache)
+    seen: list[str] = []
+    stopping.stop_when = lambda text: seen.append(text) or "\n" in text  # at the first line break
+    prompts = [plain.encode(c) for c in _convs()]
+    want = plain.generate_ids(prompts, max_new_tokens=40)
+    got = stopping.generate_ids(prompts, max_new_tokens=40)
+    breaks = [i for i in range(len(tiny_tok)) if "\n" in tiny_tok.decode([i])]
+    cut = 0
+    for w, g in zip(want, got):
+        at = [j for j, t in enumerate(w) if t in breaks and "\n" in tiny_tok.decode(w[:j + 1])]
+        expected = w[:at[0] + 1] if at else w
+        # a stopped row is padded after its stop, and the pad token here is the end-of-turn token
+        assert g in (expected, expected + [tiny_tok.pad_token_id])
+        cut += len(expected) < len(w)
+    assert cut >= 1 and seen  # some row really stopped early

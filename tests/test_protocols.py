@@ -135,3 +135,29 @@ def test_build_protocol_names():
         build_protocol("agentbench")
     with pytest.raises(GenpiError, match="name .* or a mapping"):
         build_protocol(["command"])
+
+
+@pytest.mark.parametrize("reply, kept", [
+    # a command is whole once its fence has closed; what the model imagined after it is dropped
+    ("Think: list it.\n\nAct: bash\n\n```bash\nls -l\ncd /tmp\n```\nThe output of the OS:\nfile.txt\nAct: answer(3)",
+     "Think: list it.\n\nAct: bash\n\n```bash\nls -l\ncd /tmp\n```"),
+    ("Think: done.\nAct: answer(4 (four))\nThink: more", "Think: done.\nAct: answer(4 (four))"),
+    ("Act: finish\n\nAct: answer(1)", "Act: finish"),
+    ("Act: bash\n```bash\nls", "Act: bash\n```bash\nls"),       # never whole: kept as it is
+    ("Act: answer()\nAct: answer(5)\n", "Act: answer()\nAct: answer(5)"),  # an empty answer is not yet one
+    ("no action at all\n\n", "no action at all\n\n"),
+])
+def test_first_action_cuts_after_the_first_whole_action(reply, kept):
+    from genpi.envs.protocols import first_action
+
+    assert first_action(AGENTBENCH_OS, reply) == kept
+
+
+def test_first_action_with_a_regex_protocol():
+    from genpi.envs.protocols import action_end, first_action
+
+    p = build_protocol(SHELL_AGENT)
+    reply = "I will look.\n```sh\nwc -l /etc/passwd\n```\nOutput:\n42\nFinal: 42\n"
+    assert first_action(p, reply) == "I will look.\n```sh\nwc -l /etc/passwd\n```"
+    assert first_action(p, "Final: 42\nmore") == "Final: 42"
+    assert action_end(p, "```sh\nls") is None

@@ -7,6 +7,7 @@ agent what its command printed.
     AGENTBENCH_OS   AgentBench v0.2's Think/Act protocol, built in ("agentbench-os")
     RegexProtocol   any other protocol, declared in a scenario with three regexes and a template
     build_protocol  a scenario's `protocol:` value (a name, or a mapping) -> a protocol
+    first_action    a reply cut where its first complete action ends (agents stop generating there)
 """
 
 from __future__ import annotations
@@ -161,6 +162,24 @@ class RegexProtocol(BaseModel):
             return self.empty_observation
         shown = cut(output, self.truncate, self.truncate - len(self.marker) - 1, self.marker)
         return self.observation_template.replace("{output}", shown)
+
+
+def action_end(protocol: Protocol, reply: str) -> int | None:
+    """Where a reply's first complete action ends: the first line break before which the reply parses
+    as "finish", or as a command or an answer that is not empty; None when it never does."""
+    nl = reply.find("\n")
+    while nl != -1:
+        a = protocol.parse(reply[:nl])
+        if a.kind == "finish" or (a.kind in ("command", "answer") and a.content.strip()):
+            return nl
+        nl = reply.find("\n", nl + 1)
+    return None
+
+
+def first_action(protocol: Protocol, reply: str) -> str:
+    """The reply up to the end of its first complete action (what an agent stopped there would say)."""
+    end = action_end(protocol, reply)
+    return reply if end is None else reply[:end].rstrip()
 
 
 def _group(m: re.Match, name: str) -> str:

@@ -61,11 +61,17 @@ def run_tasks(backend, sc: Scenario, variant, problems: list, env: EvalEnvironme
     runnable problems (the rows cover the problems up to there, unrunnable ones included)."""
     from ..envs.shell import ShellEnvironment, protocol_and_limits
 
+    from ..envs.protocols import action_end, first_action
+
     protocol, limits = protocol_and_limits(env)
+    if env.stop_at_action and hasattr(backend, "stop_when"):  # a local model stops there (faster)
+        backend.stop_when = lambda text: action_end(protocol, text) is not None
 
     def agent(openings: list[str], turns: list[list[dict]]) -> list[str]:
-        return backend.chat([variant.messages(sc, o, t) for o, t in zip(openings, turns)],
-                            max_new_tokens=cfg.env_tokens, seed=cfg.seed)
+        replies = backend.chat([variant.messages(sc, o, t) for o, t in zip(openings, turns)],
+                               max_new_tokens=cfg.env_tokens, seed=cfg.seed)
+        # every backend's replies cut the same way, whether or not it could stop there itself
+        return [first_action(protocol, r) for r in replies] if env.stop_at_action else replies
 
     want = limit or len(problems)
     visited: list[str] = []                 # problem ids in order, stored or played

@@ -31,7 +31,13 @@ class LocalBackend:
         rows of different lengths batched together; keep_prefixes should then be at least the number
         of open conversations (plus one for the prompt they share).
     identity: a string that changes when the model changes (keys of the call cache; default: name).
+
+    stop_when (attribute, default None): a function of a row's reply so far; when set, a row whose
+    latest token holds a line break stops as soon as it returns True (e.g. the reply holds a whole
+    action). Rows stop on their own; the others go on.
     """
+
+    stop_when = None
 
     def __init__(self, model, tokenizer, name: str = "local", batch_size: int = 8, *,
                  prefix_cache: bool = True, min_prefix: int = 16, keep_prefixes: int = 8,
@@ -87,7 +93,8 @@ class LocalBackend:
         out = self.model.generate(
             input_ids=ids, attention_mask=mask, **cache_kwargs(self.model, cache), max_new_tokens=max_new_tokens,
             do_sample=sample, temperature=temperature if sample else None, top_p=top_p if sample else None,
-            top_k=None, pad_token_id=self.tok.pad_token_id, eos_token_id=self.tok.eos_token_id)
+            top_k=None, pad_token_id=self.tok.pad_token_id, eos_token_id=self.tok.eos_token_id,
+            **self._stopping(width))
         return [_until_eos(row[width:].tolist(), self.tok.eos_token_id) for row in out]
 
     def _continue(self, batch: list[list[int]], max_new_tokens, temperature, top_p, seed) -> list[list[int]]:
@@ -124,7 +131,7 @@ class LocalBackend:
             input_ids=ids, attention_mask=mask, **cache_kwargs(self.model, cache),
             max_new_tokens=max_new_tokens, do_sample=sample, temperature=temperature if sample else None,
             top_p=top_p if sample else None, top_k=None, pad_token_id=self.tok.pad_token_id,
-            eos_token_id=self.tok.eos_token_id, return_dict_in_generate=True)
+            eos_token_id=self.tok.eos_token_id, return_dict_in_generate=True, **self._stopping(ids.shape[1]))
         kept = output_cache(out)
         for k in set(keys) - self._shared - {None}:
             self._prefixes.pop(k, None)  # each conversation's old cache gives way to its new one
@@ -162,6 +169,25 @@ class LocalBackend:
                 vs.append(torch.nn.functional.pad(v, (0, 0, width - n, 0)))
             layers.append((torch.cat(ks), torch.cat(vs)))
         return DynamicCache(layers)
+
+    def _stopping(self, width: int) -> dict:
+        if self.stop_when is None:
+            return {}
+        from transformers import StoppingCriteria, StoppingCriteriaList
+
+        if getattr(self, "_line_breaks", None) is None:
+            texts = self.tok.batch_decode([[i] for i in range(len(self.tok))])
+            self._line_breaks = torch.tensor([i for i, t in enumerate(texts) if "\n" in t])
+        tok, when, breaks = self.tok, self.stop_when, self._line_breaks.to(self.model.device)
+
+        class _When(StoppingCriteria):
+            def __call__(self, input_ids, scores, **kwargs):
+                done = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+                for i in torch.isin(input_ids[:, -1], breaks).nonzero().flatten().tolist():
+                    done[i] = bool(when(tok.decode(input_ids[i, width:], skip_special_tokens=True)))
+                return done
+
+        return {"stopping_criteria": StoppingCriteriaList([_When()])}
 
     def _left_padded(self, batch):
         pad = self.tok.pad_token_id
