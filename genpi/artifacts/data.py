@@ -1,7 +1,8 @@
 """A synthesis folder (DATA_DIR), written by `genpi synth` and read by `genpi train` and `genpi eval`.
 
   records.jsonl  one finished `Record` per line, appended as each is complete
-  inputs.jsonl   the pseudo-input pool in the order kept ({"id", "input"}), plus {"id", "rejected": why}
+  inputs.jsonl   the pseudo-input pool in the order kept ({"id", "input"}, and "units": the ids of the
+                 prompt units its generation call aimed at, if any), plus {"id", "rejected": why}
                  for inputs that could not give a complete record
   calls.jsonl    the generation-call cache ({"key", "reply"}), so a rerun pays for no call twice
   meta.json      `SynthMeta`: identity (scenario hash, models, settings), counts, filter drops, times
@@ -99,6 +100,7 @@ class SynthMeta(BaseModel):
     teacher_checks: dict = Field(default_factory=dict)
     stage_seconds: dict = Field(default_factory=dict)
     stage_seconds_total: dict = Field(default_factory=dict)
+    coverage: dict = Field(default_factory=dict)  # synth.coverage.coverage(): the prompt's units in the data
     updated: str = ""
 
 
@@ -163,6 +165,11 @@ class DataDir:
         lines = read_jsonl(self.inputs_path, parse)
         return ([o["input"] for o in lines if isinstance(o.get("input"), str)],
                 {o["id"] for o in lines if "rejected" in o})
+
+    def read_input_units(self) -> dict[str, list[str]]:
+        """Input id -> the prompt units its generation call aimed at (inputs aimed at none are left out)."""
+        lines = read_jsonl(self.inputs_path, lambda o: o if isinstance(o, dict) else {})
+        return {o["id"]: list(o["units"]) for o in lines if isinstance(o.get("units"), list) and "id" in o}
 
     def input_writer(self) -> JsonlAppender:
         return JsonlAppender(self.inputs_path)

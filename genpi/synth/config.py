@@ -6,6 +6,7 @@ import math
 from dataclasses import dataclass, replace
 
 from ..config import StageConfig, at_least, option
+from ..errors import GenpiError
 from ..scenario import Scenario
 from .filters import FilterConfig
 
@@ -28,6 +29,11 @@ class SynthConfig(StageConfig):
     calls_per_round: int = option(8, "pseudo-input calls batched into one round", cli=False)
     max_rounds: int | None = option(None, "pseudo-input rounds before giving up (default: grows with the "
                                           "number still needed)", cli=False)
+    coverage: float = option(0.5, "share of pseudo-input calls aimed at one unit of the prompt (a fact, a rule, "
+                                  "a section, a demonstration), least covered first, then at pairs of units; "
+                                  "0: every call continues the list of example requests (the paper's way)",
+                             metavar="F")
+    coverage_k: int = option(2, "inputs each unit should get before calls aim at pairs of units", cli=False)
     examples_shown: int = option(3, "example requests shown per call (seeds or kept inputs)", cli=False)
     batch_size: int = option(8, "records generated together", metavar="B")
     reason_sentences: int = option(5, "sentences asked for in a reason", cli=False)
@@ -40,7 +46,9 @@ class SynthConfig(StageConfig):
                       metavar="KIND", choices=("simulated", "shell"))
 
     def __post_init__(self):
-        at_least(self, 1, "num_inputs", "max_turns", "max_new_tokens", "reason_tokens", "input_tokens",
+        if not 0.0 <= self.coverage <= 1.0:
+            raise GenpiError(f"--coverage must be between 0 and 1, not {self.coverage}")
+        at_least(self, 1, "coverage_k", "num_inputs", "max_turns", "max_new_tokens", "reason_tokens", "input_tokens",
                  "inputs_per_call", "calls_per_round", "batch_size")
         if self.input_tokens is None:
             self.input_tokens = 2 * self.max_new_tokens

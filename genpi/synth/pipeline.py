@@ -29,6 +29,7 @@ from ..generate.specs import GeneratorSpec, SameSpec, build_backend
 from ..scenario import Scenario, student_messages, teacher_messages
 from . import stages, store
 from .config import SynthConfig
+from .coverage import coverage, distinctive_words, drawn_on, split_units
 from .filters import InputFilter
 from .interrupts import critical, graceful_interrupts
 
@@ -100,6 +101,8 @@ class _Run:
         for r in self.data.read_records():
             self.records.setdefault(r.id, r)
         self.pool, self.rejected = self.data.read_inputs()
+        self.units = split_units([m.model_dump() for m in self.sc.prompt])
+        self.input_units = self.data.read_input_units()
         self.filter = InputFilter(self.sc.seed_inputs, self.sc.prompt_text, self.cfg.filter, kept=self.pool)
         self.started = time.time()
         self._write_meta("running")
@@ -163,16 +166,28 @@ class _Run:
             for r in range(rounds):
                 rng = random.Random(f"{cfg.seed}/{len(self.pool)}/{self.counts['candidates']}/{r}")
                 n_calls = min(cfg.calls_per_round, max(2, need - len(todo)))
+                aims = self._aims(round(n_calls * cfg.coverage) if self.units else 0, rng)
+                aims += [()] * (n_calls - len(aims))
+                by_id = {u.id: u for u in self.units}
                 calls = [stages.inputs_prompt(
                     self.sc, stages.pick_examples(self.sc.seed_inputs, self.pool, cfg.examples_shown, rng),
-                    cfg.inputs_per_call, rng, continues) for _ in range(n_calls)]
+                    cfg.inputs_per_call, rng, continues,
+                    focus=stages.aimed_focus([by_id[u].describe() for u in aim]) if aim else None) for aim in aims]
                 replies = gen.chat(calls, max_new_tokens=cfg.input_tokens, seed=rng.randrange(2**31),
                                    **stages.INPUTS.sampling())
-                candidates = [c for call, reply in zip(calls, replies) for c in stages.parse_inputs(call, reply)]
+                aimed: dict[str, tuple[str, ...]] = {}
+                candidates = []
+                for call, reply, aim in zip(calls, replies, aims):
+                    for c in stages.parse_inputs(call, reply):
+                        candidates.append(c)
+                        aimed.setdefault(c, aim)
                 kept = self.filter.add(candidates)
                 with critical():
                     for x in kept:
-                        writer.write({"id": input_id(x), "input": x})
+                        units = list(aimed.get(x, ()))
+                        writer.write({"id": input_id(x), "input": x, **({"units": units} if units else {})})
+                        if units:
+                            self.input_units[input_id(x)] = units
                     self.pool += kept
                 self.counts["candidates"] += len(candidates)
                 self.counts["rounds"] += 1
@@ -194,6 +209,26 @@ class _Run:
                 f"{drops or 'none'}): use a stronger --generator or --api-base/--api-model, add seed_inputs "
                 f"to the scenario, or lower --num-inputs; rerun to keep trying (kept inputs are saved)")
         return todo
+
+    def _aims(self, n: int, rng: random.Random) -> list[tuple[str, ...]]:
+        """The units the next `n` calls aim at: the least covered unit each, until every unit has
+        coverage_k inputs in the pool; then pairs (the least covered unit and another at random)."""
+        counts = {u.id: 0 for u in self.units}
+        for x in self.pool:
+            for uid in self.input_units.get(input_id(x), ()):
+                if uid in counts:
+                    counts[uid] += 1
+        out: list[tuple[str, ...]] = []
+        for _ in range(n):
+            low = min(counts, key=lambda uid: (counts[uid], int(uid[1:])))
+            if counts[low] < self.cfg.coverage_k or len(counts) < 2:
+                out.append((low,))
+            else:
+                other = rng.choice([uid for uid in counts if uid != low])
+                out.append(tuple(sorted((low, other), key=lambda uid: int(uid[1:]))))
+            for uid in out[-1]:
+                counts[uid] += self.cfg.inputs_per_call  # what the call should bring, so the next aims elsewhere
+        return out
 
     # -- stages 2-4: outputs, reasons, role-play, one batch of records at a time ---------------
     def _records(self, todo: list[str]) -> None:
@@ -320,6 +355,7 @@ class _Run:
             "settings": self.cfg.to_dict(),
             "counts": counts, "filter_drops": drops, "set_aside": getattr(old, "set_aside", None) or [],
             "teacher_checks": checks,
+            "coverage": self._coverage(),
             "stage_seconds": {k: round(v, 2) for k, v in self.seconds.items()},
             "stage_seconds_total": {k: round(v + float(old_secs.get(k, 0)), 2) for k, v in self.seconds.items()},
             "updated": time.strftime("%Y-%m-%dT%H:%M:%S"),
@@ -328,8 +364,19 @@ class _Run:
             self.data.write_meta(SynthMeta.model_validate(meta))
         return {"out_dir": str(self.out), "records_file": str(self.data.records_path), "status": status, "records": len(self.records),
                 "requested": self.cfg.num_inputs, "counts": counts, "filter_drops": drops,
-                "teacher_checks": checks, "stage_seconds": meta["stage_seconds"],
+                "teacher_checks": checks, "coverage": meta["coverage"], "stage_seconds": meta["stage_seconds"],
                 "wall_seconds": round(time.time() - self.started, 2), "shortfall": self.shortfall}
+
+
+    def _coverage(self) -> dict:
+        """The prompt's units in the records: inputs aimed at each, teacher replies drawing on each."""
+        words = distinctive_words(self.units)
+        aimed: dict[str, int] = {}
+        for rid in self.records:
+            for uid in self.input_units.get(rid, ()):
+                aimed[uid] = aimed.get(uid, 0) + 1
+        used = {rid: drawn_on(r.teacher_output, self.units, distinctive=words) for rid, r in self.records.items()}
+        return coverage(self.units, aimed, used, k=self.cfg.coverage_k)
 
 
 def shell_roleplay(sc: Scenario):
@@ -353,6 +400,10 @@ def format_summary(s: dict) -> str:
              f"rejected after generation {c['rejected_inputs']}"]
     drops = ", ".join(f"{k} {v}" for k, v in s["filter_drops"].items() if v)
     lines.append(f"  dropped by the filters: {drops or 'none'}")
+    cov = s.get("coverage") or {}
+    if cov.get("units"):
+        lines.append(f"  prompt units: {cov['units']}; with at least {cov['k']} inputs aimed at them "
+                     f"{cov['units_with_k_inputs']}; drawn on by a teacher reply {cov['units_drawn_on']}")
     if s["teacher_checks"]:
         lines.append("  teacher outputs passing the scenario's checks: " + ", ".join(
             f"{k} {v}/{s['records']}" for k, v in s["teacher_checks"].items()))

@@ -77,17 +77,28 @@ def pick_examples(seeds: list[str], kept: list[str], k: int, rng: random.Random)
     return shown
 
 
-def inputs_prompt(sc: Scenario, shown: list[str], n: int, rng: random.Random, continues: bool) -> list[dict]:
+def aimed_focus(parts: list[str]) -> str:
+    """The focus of a call aimed at one part of the rule book (or two): requests that need it."""
+    if len(parts) == 1:
+        return ("Each request must be one that this part of the rule book decides how to answer: "
+                f"\"{parts[0]}\"")
+    return ("Each request must need both of these parts of the rule book to be answered well: "
+            + " and ".join(f"\"{p}\"" for p in parts))
+
+
+def inputs_prompt(sc: Scenario, shown: list[str], n: int, rng: random.Random, continues: bool,
+                  focus: str | None = None) -> list[dict]:
     """One call's messages: the rule book, the example requests and a random focus.
 
     With a backend that continues a started assistant turn (`continues`), the examples open the
     reply as items 1..k of the numbered list and the generator writes the next items: a small model
     continues a list of real requests far more faithfully than it follows an instruction to write
     one (on the embedded 135M model most instruction-written requests were off-topic). Otherwise
-    the examples are quoted in the instruction. `parse_inputs` reads either reply.
+    the examples are quoted in the instruction. `parse_inputs` reads either reply. `focus` (e.g.
+    `aimed_focus(...)`) replaces the random one.
     """
     listed = "\n".join(f"{i}. {' '.join(x.split())}" for i, x in enumerate(shown, 1))  # one line per item
-    focus = rng.choice(FOCUS_HINTS)
+    focus = focus or rng.choice(FOCUS_HINTS)
     if continues:
         user = INPUTS.render(prompt=sc.prompt_text, examples="", n=n + len(shown), focus=focus)
         return [{"role": "user", "content": user},

@@ -1,0 +1,182 @@
+"""What the prompt is made of, and which of its parts the synthetic data touches.
+
+A prompt is split into units, the parts a user's request can need: list items (facts, rules, tool
+descriptions), paragraphs, fenced blocks, and each demonstration (a user turn with the agent's
+answer). Headings are not units; they are kept as each unit's `section`. A paragraph of many
+sentences, or a prompt with no visible structure, is split into sentences.
+
+Pseudo inputs are then asked for unit by unit (and for pairs of units), least covered first
+(synth/pipeline.py), and `coverage()` reports what the data holds: how many inputs each unit got,
+and which units each teacher reply drew on, by word overlap with the unit's text (`drawn_on`).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+_HEADING = re.compile(r"^\s*(#{1,6}\s+.+|[A-Z][^.!?\n]{0,60}:|[A-Z][A-Z0-9 &/()-]{2,60})\s*$")
+_ITEM = re.compile(r"^\s*(?:[-*•+]|\d{1,3}[.)]|[a-z][.)])\s+")
+_FENCE = re.compile(r"^\s*(```|~~~)")
+_SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(])")
+_WORD = re.compile(r"[A-Za-z][A-Za-z'-]+|\d+(?:[.,:]\d+)*")
+# common words that say nothing about which part of a prompt a reply used
+STOP = frozenset("""a an the and or but if then else of to in on at by for with from as is are was were be been
+being it its this that these those there here you your we our us i me my he she they them their his her not no
+do does did done can could will would should may might must shall have has had having what which who whom when
+where why how all any each every some such only own same so than too very just also about into over under
+again further once more most other up down out off per one two new use used using get got make made please
+reply replies answer user agent assistant""".split())
+
+
+@dataclass(frozen=True)
+class Unit:
+    id: str          # "u1", "u2", ... in prompt order
+    kind: str        # item | paragraph | sentence | block | example
+    text: str
+    section: str = ""  # the heading it sits under, if any
+
+    def describe(self) -> str:
+        """The unit as shown to the generator (with its heading, which often names what it is)."""
+        return f"{self.section.rstrip(':')}: {self.text}" if self.section else self.text
+
+
+def split_units(prompt: str | list[dict], max_sentences: int = 3) -> list[Unit]:
+    """The units of a prompt: a text, or chat messages (system text split; user/assistant pairs as examples)."""
+    raw: list[tuple[str, str, str]] = []  # (kind, text, section)
+    if isinstance(prompt, str):
+        raw = _split_text(prompt, max_sentences)
+    else:
+        msgs = [m if isinstance(m, dict) else m.model_dump() for m in prompt]
+        i = 0
+        while i < len(msgs):
+            m = msgs[i]
+            short = len(m["content"].split()) <= 60  # a long user turn holds instructions, not a request
+            if m["role"] == "user" and short and i + 1 < len(msgs) and msgs[i + 1]["role"] == "assistant":
+                raw.append(("example", f"User: {m['content'].strip()}\nAgent: {msgs[i + 1]['content'].strip()}", ""))
+                i += 2
+                continue
+            if m["role"] == "assistant":  # a demonstrated reply whose request is part of the instructions
+                raw.append(("example", f"Agent: {m['content'].strip()}", ""))
+            else:
+                raw += _split_text(m["content"], max_sentences)
+            i += 1
+    if len(raw) == 1 and raw[0][0] in ("paragraph", "item"):  # no visible structure: its sentences
+        sentences = _sentences(raw[0][1])
+        if len(sentences) > 1:
+            raw = [("sentence", s, raw[0][2]) for s in sentences]
+    raw = [r for r in raw if len(_WORD.findall(r[1])) >= 2]
+    return [Unit(f"u{i}", kind, text, section) for i, (kind, text, section) in enumerate(raw, 1)]
+
+
+def _split_text(text: str, max_sentences: int) -> list[tuple[str, str, str]]:
+    out: list[tuple[str, str, str]] = []
+    section = ""
+    block: list[str] = []      # the paragraph or list item being read
+    kind = "paragraph"
+    fence: list[str] | None = None
+
+    def flush() -> None:
+        nonlocal block
+        body = " ".join(line.strip() for line in block).strip()
+        block = []
+        if not body:
+            return
+        sentences = _sentences(body)
+        if kind == "paragraph" and len(sentences) > max_sentences:
+            out.extend(("sentence", s, section) for s in sentences)
+        else:
+            out.append((kind, body, section))
+
+    for line in text.splitlines():
+        if fence is not None:
+            fence.append(line)
+            if _FENCE.match(line):
+                out.append(("block", "\n".join(fence).strip(), section))
+                fence = None
+            continue
+        if _FENCE.match(line):
+            flush()
+            fence = [line]
+            continue
+        if not line.strip():
+            flush()
+            continue
+        if _ITEM.match(line):
+            flush()
+            kind, block = "item", [_ITEM.sub("", line, count=1)]
+            continue
+        if _HEADING.match(line) and len(_WORD.findall(line)) <= 8 and not block:
+            section = line.strip().lstrip("#").strip()
+            continue
+        if kind == "item" and block and (line.startswith((" ", "\t"))):
+            block.append(line)  # an item's continuation line
+            continue
+        if kind == "item" and block:
+            flush()
+        if not block:
+            kind = "paragraph"
+        block.append(line)
+    if fence is not None:
+        out.append(("block", "\n".join(fence).strip(), section))
+    flush()
+    return out
+
+
+def _sentences(text: str) -> list[str]:
+    return [s.strip() for s in _SENTENCE.split(text) if s.strip()]
+
+
+def content_words(text: str) -> set[str]:
+    """The words that tell texts apart: lower-cased, without common words; numbers kept as they are."""
+    return {w.lower() for w in _WORD.findall(text) if w.lower() not in STOP and (len(w) > 2 or w.isdigit())}
+
+
+def distinctive_words(units: list[Unit]) -> dict[str, tuple[set[str], set[str]]]:
+    """Each unit's (distinctive, own) words: its content words less those that many units share
+    ("euros" and "day" in a price list say nothing about which price was used; a unit left with
+    none keeps all), and those no other unit has."""
+    words = {u.id: content_words(u.text) for u in units}
+    df: dict[str, int] = {}
+    for ws in words.values():
+        for w in ws:
+            df[w] = df.get(w, 0) + 1
+    common = max(2, len(units) // 4)
+    return {uid: ({w for w in ws if df[w] <= common} or ws, {w for w in ws if df[w] == 1})
+            for uid, ws in words.items()}
+
+
+def drawn_on(reply: str, units: list[Unit], threshold: float = 0.3, min_shared: int = 2,
+             distinctive: dict[str, set[str]] | None = None) -> list[str]:
+    """Ids of the units a reply draws on: at least `threshold` of the unit's distinctive words (or
+    three of them), at least `min_shared` (or all when it has fewer), and one of its own words when
+    it has any, appear in the reply. Demonstrations are left out (a reply in the demonstrated form
+    is not a use of that example's content)."""
+    said = content_words(reply)
+    distinctive = distinctive or distinctive_words(units)
+    used = []
+    for u in units:
+        if u.kind == "example":
+            continue
+        words, own = distinctive[u.id]
+        shared = len(words & said)
+        if (words and (shared / len(words) >= threshold or shared >= 3) and shared >= min(min_shared, len(words))
+                and (not own or own & said)):
+            used.append(u.id)
+    return used
+
+
+def coverage(units: list[Unit], inputs_per_unit: dict[str, int], teacher_units: dict[str, list[str]],
+             k: int = 2) -> dict:
+    """meta.json's coverage object: units, inputs aimed at each, teacher replies drawing on each."""
+    drawn: dict[str, int] = {u.id: 0 for u in units}
+    for ids in teacher_units.values():
+        for uid in ids:
+            if uid in drawn:
+                drawn[uid] += 1
+    return {"units": len(units), "k": k,
+            "units_with_k_inputs": sum(inputs_per_unit.get(u.id, 0) >= k for u in units),
+            "units_drawn_on": sum(n > 0 for n in drawn.values()),
+            "per_unit": {u.id: {"kind": u.kind, "text": u.text[:120], "inputs": inputs_per_unit.get(u.id, 0),
+                                "teacher_replies": drawn[u.id]} for u in units},
+            "teacher_units": teacher_units}

@@ -1,0 +1,137 @@
+"""Prompt units, which units a reply draws on, and inputs aimed at units during synthesis."""
+
+from __future__ import annotations
+
+import json
+
+from genpi.artifacts import DataDir
+from genpi.generate import FakeBackend
+from genpi.scenario import load_scenario
+from genpi.synth import SynthConfig, synthesize
+from genpi.synth.coverage import distinctive_words, drawn_on, split_units
+
+SHOP = """You are the assistant of Harbor Kayaks, a kayak rental at 3 Pier Road.
+
+Facts:
+- Single kayak: 30 euros a day.
+- Double kayak: 45 euros a day.
+- Life jackets are free with every kayak.
+- Opening hours: every day from 9 am to 7 pm, closed in January.
+
+Rules:
+1. Start every reply with "Ahoy!".
+2. If the facts do not cover the question, say that staff will call back.
+
+```text
+Ahoy! A single kayak costs 30 euros a day.
+```
+"""
+
+
+def test_units_follow_the_prompts_structure():
+    units = split_units(SHOP)
+    kinds = [(u.kind, u.section) for u in units]
+    assert kinds == [("paragraph", "")] + [("item", "Facts:")] * 4 + [("item", "Rules:")] * 2 + [("block", "Rules:")]
+    assert units[1].text == "Single kayak: 30 euros a day." and units[1].id == "u2"
+    assert units[6].describe() == "Rules: If the facts do not cover the question, say that staff will call back."
+    assert units[7].text.startswith("```text") and units[7].text.endswith("```")
+
+
+def test_units_of_chat_messages_and_of_plain_text():
+    msgs = [{"role": "system", "content": SHOP}, {"role": "user", "content": "Is a helmet free?"},
+            {"role": "assistant", "content": "Ahoy! Life jackets are free."}]
+    units = split_units(msgs)
+    assert units[-1].kind == "example" and units[-1].text == "User: Is a helmet free?\nAgent: Ahoy! Life jackets are free."
+    # no visible structure: one unit per sentence
+    plain = split_units("Answer in French. Never mention prices. Sign every reply with Bob.")
+    assert [u.text for u in plain] == ["Answer in French.", "Never mention prices.", "Sign every reply with Bob."]
+    # a long paragraph is cut into sentences; a short one stays whole
+    long = split_units("One rule here. Two rules here. Three rules here. Four rules here.\n\nShort one. Two.")
+    assert [u.kind for u in long] == ["sentence"] * 4 + ["paragraph"]
+
+
+def test_drawn_on_needs_a_units_distinctive_words():
+    units = split_units(SHOP)
+    words = distinctive_words(units)
+    assert "euros" not in words["u2"][0] and {"single", "30"} <= words["u2"][0] and "single" not in words["u2"][1]
+    assert words["u3"][1] == {"double", "45"}
+    assert drawn_on("Ahoy! A double kayak is 45 euros for the day.", units) == ["u3"]
+    assert drawn_on("Ahoy! We open at 9 am every day, but we are closed in January.", units) == ["u5"]
+    assert drawn_on("Ahoy! Staff will call back about that.", units) == ["u7"]
+    assert drawn_on("Sure, kayaks cost euros per day.", units) == []
+
+
+SCENARIO = """\
+name: kayaks
+prompt: |
+  Facts:
+  - Single kayak: 30 euros a day.
+  - Double kayak: 45 euros a day.
+  - Life jackets are free with every kayak.
+student_template: "{input}"
+seed_inputs:
+  - How much is a kayak?
+  - Are you open on Monday?
+environment:
+  role: a customer
+  end_when: the question is answered
+  max_turns: 1
+"""
+
+
+QUESTIONS = ["Can two adults share one boat for a morning trip?", "Do children need their own life vest?",
+             "What does a single kayak cost for three days?", "Is there a discount for a whole week?",
+             "Can I bring my dog along on the water?", "How early can I pick up a boat tomorrow?",
+             "Do you take card payments at the pier?", "What happens if it rains during my rental?",
+             "Are paddles included with the double kayak?", "Could we book four boats for a school group?",
+             "Where exactly should I park my car?", "Is the lagoon safe for complete beginners?",
+             "Can I return the kayak at another harbor?", "How heavy is a single kayak to carry?",
+             "Do you sell dry bags for phones?", "Is there a shower after the trip?"]
+
+
+class Canned:
+    def __init__(self):
+        self.aimed: list[str] = []
+        self.k = 0
+
+    def __call__(self, conv):
+        first = conv[0]["content"]
+        if "new requests that a user could send" in first:
+            self.k += 1
+            if "this part of the rule book" in first or "both of these parts" in first:
+                self.aimed.append(first)
+            return "\n".join(f"{i}. {QUESTIONS[(3 * self.k + i) % len(QUESTIONS)]}" for i in range(3))
+        if "explain why the second answer differs" in first:
+            return "The facts give the price."
+        if first.startswith("Facts:"):
+            return "A double kayak is 45 euros a day."
+        return "I do not know."
+
+
+def test_synthesis_aims_inputs_at_units_and_reports_coverage(write, tiny_ref, tmp_path):
+    sc = load_scenario(write("kayaks.yaml", SCENARIO))
+    canned = Canned()
+    fake = FakeBackend(canned, name="base")
+    cfg = SynthConfig.from_preset("smoke", sc, num_inputs=6, max_turns=1, batch_size=3, coverage=0.5)
+    summary = synthesize(sc, tiny_ref, None, tmp_path / "D", cfg, base_backend=fake, generator_backend=fake,
+                         progress=False)
+    assert canned.aimed and '"Facts: Single kayak: 30 euros a day."' in canned.aimed[0]  # least covered first
+    rows = [json.loads(line) for line in (tmp_path / "D" / "inputs.jsonl").read_text().splitlines()]
+    assert any(r.get("units") == ["u1"] for r in rows) and any("units" not in r for r in rows)
+    meta = json.loads((tmp_path / "D" / "meta.json").read_text())
+    cov = meta["coverage"]
+    assert cov["units"] == 3 and set(cov["per_unit"]) == {"u1", "u2", "u3"}
+    aimed_records = sum(r.id in DataDir(tmp_path / "D").read_input_units() for r in DataDir(tmp_path / "D").read_records())
+    assert sum(u["inputs"] for u in cov["per_unit"].values()) == aimed_records > 0
+    # every teacher reply names the double kayak's price: drawn on u2 only
+    assert set(map(tuple, cov["teacher_units"].values())) == {("u2",)} and cov["units_drawn_on"] == 1
+    assert "prompt units: 3" in __import__("genpi.synth", fromlist=["format_summary"]).format_summary(summary)
+
+
+def test_coverage_zero_asks_as_the_paper_does(write, tiny_ref, tmp_path):
+    sc = load_scenario(write("kayaks.yaml", SCENARIO))
+    canned = Canned()
+    fake = FakeBackend(canned, name="base")
+    cfg = SynthConfig.from_preset("smoke", sc, num_inputs=4, max_turns=1, batch_size=4, coverage=0.0)
+    synthesize(sc, tiny_ref, None, tmp_path / "D", cfg, base_backend=fake, generator_backend=fake, progress=False)
+    assert canned.aimed == []
