@@ -349,3 +349,39 @@ def test_config_from_preset(sc):
     assert SynthConfig.from_preset("paper", sc, max_turns=9).max_turns == 9  # an explicit flag wins
     with pytest.raises(GenpiError, match="batch-size"):
         SynthConfig.from_preset("smoke", sc, batch_size=0)
+
+
+def test_teacher_replies_that_break_a_check_are_sampled_again(sc, tiny_ref, tmp_path):
+    """A greedy teacher reply failing the scenario's check is replaced by the first sample that passes."""
+    canned = Canned()
+    tries: dict[str, int] = {}
+    first_input: list[str] = []
+
+    def teacher_or_other(conv):
+        first = conv[0]["content"]
+        if not first.startswith("You are a shell agent") or len(conv) > 2:
+            return canned(conv)
+        x = conv[-1]["content"]
+        first_input[:] = first_input or [x]  # the first input's teacher never obeys
+        tries[x] = tries.get(x, 0) + 1
+        if tries[x] < 3 or x == first_input[0]:
+            return "Sure, I can help with that."           # breaks the check '^Think:'
+        return f"Think: try {tries[x]}.\n\nAct: bash\n\n```bash\nls\n```"
+
+    _run(sc, tiny_ref, tmp_path / "D", teacher_or_other, num_inputs=3, max_turns=1, teacher_samples=4)
+    recs = {r["input"]: r for r in _records(tmp_path / "D")}
+    meta = json.loads((tmp_path / "D" / "meta.json").read_text())
+    never = [x for x in recs if "Problem: " + x == first_input[0] or x == first_input[0]]
+    assert len(never) == 1
+    for x, r in recs.items():
+        if x in never:  # no sample passed: the greedy reply stays, after 1 + 4 tries
+            assert r["teacher_output"] == "Sure, I can help with that." and tries[x] == 5
+        else:           # greedy, one failed sample, then the third try passes
+            assert r["teacher_output"].startswith("Think: try 3.") and tries[x] == 3
+    assert meta["counts"]["teacher_broke_checks"] == 3
+    assert meta["counts"]["teacher_resampled"] == 3 - len(never)
+    assert meta["teacher_checks"] == {"protocol": 3 - len(never)}
+
+    tries.clear()
+    _run(sc, tiny_ref, tmp_path / "E", teacher_or_other, num_inputs=3, max_turns=1, teacher_samples=0)
+    assert all(r["teacher_output"] == "Sure, I can help with that." for r in _records(tmp_path / "E"))

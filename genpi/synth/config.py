@@ -37,6 +37,9 @@ class SynthConfig(StageConfig):
     examples_shown: int = option(3, "example requests shown per call (seeds or kept inputs)", cli=False)
     batch_size: int = option(8, "records generated together", metavar="B")
     reason_sentences: int = option(5, "sentences asked for in a reason", cli=False)
+    teacher_samples: int = option(4, "sampled retries of a teacher reply that breaks one of the scenario's checks "
+                                     "(eval.checks; never the held-out expectations): the first that passes them all "
+                                     "is kept, else the greedy reply; 0: keep every greedy reply", metavar="N")
     empty_retries: int = option(2, "sampled retries of an empty greedy reply", cli=False)
     seed: int = option(0, "seed of the sampled stages", metavar="S")
     filter: FilterConfig = option(help="pseudo-input filter", cli=False, default_factory=FilterConfig)
@@ -48,6 +51,7 @@ class SynthConfig(StageConfig):
     def __post_init__(self):
         if not 0.0 <= self.coverage <= 1.0:
             raise GenpiError(f"--coverage must be between 0 and 1, not {self.coverage}")
+        at_least(self, 0, "teacher_samples")
         at_least(self, 1, "coverage_k", "num_inputs", "max_turns", "max_new_tokens", "reason_tokens", "input_tokens",
                  "inputs_per_call", "calls_per_round", "batch_size")
         if self.input_tokens is None:

@@ -60,7 +60,8 @@ class _Run:
         self.out.mkdir(parents=True, exist_ok=True)
         self.data = DataDir(self.out)
         self.seconds = dict.fromkeys(STAGES, 0.0)
-        self.counts = {"candidates": 0, "rounds": 0, "rejected_outputs": 0, "sampled_retries": 0}
+        self.counts = {"candidates": 0, "rounds": 0, "rejected_outputs": 0, "sampled_retries": 0,
+                       "teacher_broke_checks": 0, "teacher_resampled": 0}
         self.shortfall: str | None = None
 
     # -- setup ------------------------------------------------------------------------------
@@ -266,8 +267,8 @@ class _Run:
 
     def _chunk(self, xs: list[str], bars) -> list[Record | None]:
         cfg, sc = self.cfg, self.sc
-        teacher = self._timed("teacher", bars, lambda: self._nonempty(
-            self.base(), [teacher_messages(sc, x) for x in xs]))
+        teacher = self._timed("teacher", bars, lambda: self._obeying(
+            [teacher_messages(sc, x) for x in xs]))
         student = self._timed("student", bars, lambda: self._nonempty(
             self.base(), [student_messages(sc, x) for x in xs]))
         ok = [i for i in range(len(xs)) if teacher[i] and student[i]]
@@ -302,6 +303,29 @@ class _Run:
                 env.close()
         env = SimulatedEnvironment(sc, self.gen(), cfg.max_new_tokens, seed=cfg.seed)
         return run_episodes(xs, firsts, agent, env, cfg.max_turns)
+
+    def _obeying(self, convs: list[list[dict]]) -> list[str]:
+        """Teacher replies, greedy; one that breaks a scenario check is sampled again (up to
+        cfg.teacher_samples times) and the first sample passing every check replaces it."""
+        cfg, checks = self.cfg, self.sc.eval.checks
+        out = self._nonempty(self.base(), convs)
+        bad = [i for i, r in enumerate(out) if r and not all(c.passes(r) for c in checks)]
+        self.counts["teacher_broke_checks"] += len(bad)
+        for attempt in range(cfg.teacher_samples if checks else 0):
+            if not bad:
+                break
+            again = self.base().chat([convs[i] for i in bad], max_new_tokens=cfg.max_new_tokens, temperature=0.7,
+                                     top_p=0.9, seed=cfg.seed + 101 + attempt)
+            left = []
+            for i, r in zip(bad, again):
+                r = stages.parse_output(r)
+                if r and all(c.passes(r) for c in checks):
+                    out[i] = r
+                    self.counts["teacher_resampled"] += 1
+                else:
+                    left.append(i)
+            bad = left
+        return out
 
     def _nonempty(self, backend, convs, stage: stages.Stage | None = None, max_new_tokens: int | None = None):
         """Replies (parsed); an empty one is retried sampled, up to cfg.empty_retries times, else left empty."""
@@ -351,7 +375,8 @@ class _Run:
             "models": {"base": self.ref.name, "generator": self.ident["generator"]},
             "sampling": {"inputs": stages.INPUTS.sampling(), "teacher": "greedy", "student": "greedy",
                          "reason": stages.REASON.sampling(), "roleplay": "greedy",
-                         "empty_reply_retry": {"temperature": 0.7, "top_p": 0.9}},
+                         "empty_reply_retry": {"temperature": 0.7, "top_p": 0.9},
+                         "teacher_resample": {"temperature": 0.7, "top_p": 0.9}},
             "settings": self.cfg.to_dict(),
             "counts": counts, "filter_drops": drops, "set_aside": getattr(old, "set_aside", None) or [],
             "teacher_checks": checks,
@@ -407,6 +432,8 @@ def format_summary(s: dict) -> str:
     if s["teacher_checks"]:
         lines.append("  teacher outputs passing the scenario's checks: " + ", ".join(
             f"{k} {v}/{s['records']}" for k, v in s["teacher_checks"].items()))
+        lines.append(f"  greedy teacher replies that broke a check: {c.get('teacher_broke_checks', 0)}, "
+                     f"replaced by a sample that passes: {c.get('teacher_resampled', 0)}")
     lines.append("  seconds per stage (this run): " + ", ".join(f"{k} {v:.1f}" for k, v in s["stage_seconds"].items())
                  + f"; wall {s['wall_seconds']:.1f}")
     return "\n".join(lines)
