@@ -28,8 +28,9 @@ class LocalBackend:
     keep_prefixes: how many prefix caches to keep between calls (least recently used is dropped).
     conversation_cache: continue each conversation from the kept KV cache of its own previous prompt
         (multi-turn episodes: each round prefills only the new turns, not the whole conversation again),
-        rows of different lengths batched together; keep_prefixes should then be at least the number
-        of open conversations (plus one for the prompt they share).
+        rows of different lengths batched together; greedy decoding then drops each row from the batch
+        the moment it is done, so the others run on a smaller batch. keep_prefixes should be at least
+        the number of open conversations (plus one for the prompt they share).
     identity: a string that changes when the model changes (keys of the call cache; default: name).
 
     stop_when (attribute, default None): a function of a row's reply so far; when set, a row whose
@@ -124,24 +125,78 @@ class LocalBackend:
         mask = torch.tensor([[0] * (n_cached - n) + [1] * n + [0] * (n_new - len(r) + n) + [1] * (len(r) - n)
                              for r, n in zip(batch, lens)], device=self.model.device)
         cache = self._stack([self._prefixes[k] if k is not None else None for k in keys], lens) if n_cached else None
-        if seed is not None:
-            torch.manual_seed(seed)
-        sample = temperature > 0
-        out = self.model.generate(
-            input_ids=ids, attention_mask=mask, **cache_kwargs(self.model, cache),
-            max_new_tokens=max_new_tokens, do_sample=sample, temperature=temperature if sample else None,
-            top_p=top_p if sample else None, top_k=None, pad_token_id=self.tok.pad_token_id,
-            eos_token_id=self.tok.eos_token_id, return_dict_in_generate=True, **self._stopping(ids.shape[1]))
-        kept = output_cache(out)
+        # where each row's own prompt lies in the batch layout: the part of the cache to keep for it
+        wheres = [torch.tensor(list(range(n_cached - n, n_cached)) + list(range(n_cached + n_new - len(r) + n,
+                                                                                   n_cached + n_new)), device=ids.device)
+                  for r, n in zip(batch, lens)]
         for k in set(keys) - self._shared - {None}:
             self._prefixes.pop(k, None)  # each conversation's old cache gives way to its new one
-        for i, (r, n) in enumerate(zip(batch, lens)):
-            where = list(range(n_cached - n, n_cached)) + list(range(n_cached + n_new - len(r) + n, n_cached + n_new))
-            self._prefixes[tuple(r)] = _select(kept, i, torch.tensor(where, device=ids.device))
+        if temperature > 0:
+            if seed is not None:
+                torch.manual_seed(seed)
+            out = self.model.generate(
+                input_ids=ids, attention_mask=mask, **cache_kwargs(self.model, cache),
+                max_new_tokens=max_new_tokens, do_sample=True, temperature=temperature, top_p=top_p, top_k=None,
+                pad_token_id=self.tok.pad_token_id, eos_token_id=self.tok.eos_token_id, return_dict_in_generate=True,
+                **self._stopping(ids.shape[1]))
+            kept = output_cache(out)
+            for i, r in enumerate(batch):
+                self._prefixes[tuple(r)] = _select(kept, i, wheres[i])
+            width = ids.shape[1]
+            new = [_until_eos(row[width:].tolist(), self.tok.eos_token_id) for row in out.sequences]
+        else:
+            new = self._greedy(batch, ids, mask, cache, n_cached, wheres, max_new_tokens)
         while len(self._prefixes) > self.keep_prefixes:
             self._shared.discard(self._prefixes.popitem(last=False)[0])
-        width = ids.shape[1]
-        return [_until_eos(row[width:].tolist(), self.tok.eos_token_id) for row in out.sequences]
+        return new
+
+    def _greedy(self, batch, ids, mask, cache, n_cached, wheres, max_new_tokens) -> list[list[int]]:
+        """Greedy decoding that drops a row from the batch as soon as it is done (end of turn, the
+        token limit, or stop_when), keeping its prompt's cache; the rows left run on a smaller batch."""
+        eos = self.tok.eos_token_id
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        if cache is None:
+            from transformers import DynamicCache
+            cache = DynamicCache()
+        out = self.model(input_ids=ids[:, n_cached:], attention_mask=mask, position_ids=positions[:, n_cached:],
+                         use_cache=True, logits_to_keep=1, **cache_kwargs(self.model, cache))
+        cache = output_cache(out)
+        logits, nxt = out.logits[:, -1], positions[:, -1] + 1
+        alive = list(range(len(batch)))
+        gen: list[list[int]] = [[] for _ in batch]
+        breaks = self._line_break_ids() if self.stop_when is not None else None
+        while True:
+            tokens = logits.argmax(-1)
+            keep = []
+            for j, row in enumerate(alive):
+                t = int(tokens[j])
+                gen[row].append(t)
+                done = t == eos or len(gen[row]) >= max_new_tokens or (
+                    breaks is not None and t in breaks
+                    and bool(self.stop_when(self.tok.decode(gen[row], skip_special_tokens=True))))
+                if done:
+                    self._prefixes[tuple(batch[row])] = _select(cache, j, wheres[row])
+                else:
+                    keep.append(j)
+            if not keep:
+                return gen
+            if len(keep) < len(alive):
+                at = torch.tensor(keep, device=ids.device)
+                cache.batch_select_indices(at)
+                mask, tokens, nxt = mask[at], tokens[at], nxt[at]
+                alive = [alive[j] for j in keep]
+            mask = torch.cat([mask, mask.new_ones(len(alive), 1)], dim=1)
+            out = self.model(input_ids=tokens[:, None], attention_mask=mask, position_ids=nxt[:, None],
+                             use_cache=True, **cache_kwargs(self.model, cache))
+            logits, nxt = out.logits[:, -1], nxt + 1
+
+    def _line_break_ids(self) -> set[int]:
+        """The vocabulary's tokens that hold a line break (where stop_when is asked), found once."""
+        if getattr(self, "_line_breaks", None) is None:
+            texts = self.tok.batch_decode([[i] for i in range(len(self.tok))])
+            self._line_break_set = {i for i, t in enumerate(texts) if "\n" in t}
+            self._line_breaks = torch.tensor(sorted(self._line_break_set))
+        return self._line_break_set
 
     def _longest_kept(self, row: list[int], shared: bool) -> tuple[int, ...] | None:
         """The longest kept cache that `row` extends: an earlier prompt of its own conversation, or
@@ -175,9 +230,7 @@ class LocalBackend:
             return {}
         from transformers import StoppingCriteria, StoppingCriteriaList
 
-        if getattr(self, "_line_breaks", None) is None:
-            texts = self.tok.batch_decode([[i] for i in range(len(self.tok))])
-            self._line_breaks = torch.tensor([i for i, t in enumerate(texts) if "\n" in t])
+        self._line_break_ids()
         tok, when, breaks = self.tok, self.stop_when, self._line_breaks.to(self.model.device)
 
         class _When(StoppingCriteria):
