@@ -47,6 +47,11 @@ def test_joint_loss_endpoints():
     with pytest.raises(ValueError):
         losses.joint_loss(None, sft, 0.5)
     assert losses.sft_kl_loss(sft, torch.tensor(0.5), 2.0).item() == 2.0
+    # genpi with a KL term: the joint loss plus the weighted KL; a missing KL with a weight is an error
+    assert losses.joint_loss(pg, sft, 0.5, torch.tensor(0.25), 2.0).item() == pytest.approx(3.0 + 0.5)
+    assert losses.joint_loss(pg, sft, 0.5, torch.tensor(0.25), 0.0).item() == pytest.approx(3.0)
+    with pytest.raises(ValueError):
+        losses.joint_loss(pg, sft, 0.5, None, 1.0)
 
 
 def test_token_kl_matches_hand_computation():

@@ -76,12 +76,14 @@ def lora_b(adapter: Path) -> dict[str, torch.Tensor]:
     return {k: v for k, v in load_file(adapter / "adapter_model.safetensors").items() if "lora_B" in k}
 
 
-@pytest.mark.parametrize("method", ["genpi", "sft", "sft-kl", "prompt-mix"])
+@pytest.mark.parametrize("method", ["genpi", "sft", "sft-kl", "prompt-mix", "genpi+kl"])
 def test_each_method_trains_a_standard_adapter(setup, tiny_ref, method):
     sc, data, root = setup
     out = root / f"a-{method}"
+    extra = {"kl": 0.5} if method == "genpi+kl" else {}
+    method = method.split("+")[0]
     s = train(sc, tiny_ref, data, out, method=method, preset="smoke", epochs=2, progress=False,
-                      learning_rate=1e-2, **FAST)
+                      learning_rate=1e-2, **FAST, **extra)
     for f in ("adapter_config.json", "adapter_model.safetensors", "genpi.json", "loss.png"):
         assert (out / f).is_file(), f
     cfg = json.loads((out / "adapter_config.json").read_text())
@@ -95,8 +97,12 @@ def test_each_method_trains_a_standard_adapter(setup, tiny_ref, method):
     assert meta["data"]["records"] == 4 and len(meta["data"]["sha256"]) == 64
     terms = set(meta["final_loss"])
     want = {"genpi": {"loss", "sft", "pg"}, "sft": {"loss", "sft"}, "sft-kl": {"loss", "sft", "kl"},
-            "prompt-mix": {"loss", "sft"}}[method]
+            "prompt-mix": {"loss", "sft"}}[method] | ({"kl"} if extra else set())
     assert terms == want
+    assert ("kl" in meta["run"]) == bool(extra)  # the option signs a run only when it is on
+    if extra:  # the logged terms add up: loss = 0.3 PG + 0.7 SFT + 0.5 KL
+        f = meta["final_loss"]
+        assert f["kl"] > 0 and f["loss"] == pytest.approx(0.3 * f["pg"] + 0.7 * f["sft"] + 0.5 * f["kl"], rel=1e-3)
     assert meta["train"]["tokens_per_s"] > 0 and meta["versions"]["peft"]
     if method == "genpi":
         assert meta["data"]["pg_sections"] >= 2  # the prompt is longer than a 48-token target

@@ -89,7 +89,7 @@ def build_plan(sft_lengths: list[int], pg_pool: list[list[int]], pg_lengths: dic
 
 
 class StepDataset(Dataset):
-    """Item i = the examples of micro-step i, by kind ("sft", "pg", and "teacher" twins for sft-kl)."""
+    """Item i = the examples of micro-step i, by kind ("sft", "pg", and "teacher" twins for a KL term)."""
 
     def __init__(self, plan: Plan, sft: list[Example], pg: list[Example], teacher: list[Example] | None = None):
         self.plan, self.sft, self.pg, self.teacher = plan, sft, pg, teacher

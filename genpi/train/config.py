@@ -34,6 +34,9 @@ class TrainConfig(StageConfig):
     lam: float = option(0.7, "weight of the SFT term in the joint loss; (1 - lambda) goes to the PG term",
                         flag="--lambda", metavar="L")
     kl_weight: float = option(1.0, "weight of the token-level KL(teacher || student) term (sft-kl only)", metavar="W")
+    kl: float = option(0.0, "genpi only: weight of a token-level KL(prompted teacher || adapter) term on the "
+                            "teacher's replies, added to the joint loss (off-policy distillation of the teacher's "
+                            "distribution, not only its sampled tokens); 0: the paper's loss", metavar="W")
     epochs: float = option(6.0, "passes over the SFT examples (fractions allowed)", metavar="E")
     batch_size: int = option(4, "SFT examples per micro-batch (PG batches are sized so each PG example comes "
                                 "once per epoch)", metavar="N")
@@ -72,6 +75,11 @@ class TrainConfig(StageConfig):
             bad(f"--lambda {self.lam} is out of range: pass a value between 0 and 1")
         if not (self.kl_weight >= 0 and math.isfinite(self.kl_weight)):
             bad(f"--kl-weight {self.kl_weight} must be a finite number >= 0")
+        if not (self.kl >= 0 and math.isfinite(self.kl)):
+            bad(f"--kl {self.kl} must be a finite number >= 0")
+        if self.kl > 0 and self.method != "genpi":
+            bad(f"--kl adds a KL term to the genpi joint loss; method {self.method} does not take it "
+                "(sft-kl has --kl-weight)")
         at_least(self, 0, "epochs", strict=True)
         if not math.isfinite(self.epochs):
             bad(f"--epochs {self.epochs} must be a finite number")
@@ -96,6 +104,16 @@ class TrainConfig(StageConfig):
     @property
     def uses_pg(self) -> bool:
         return self.method == "genpi" and self.lam < 1.0
+
+    @property
+    def uses_kl(self) -> bool:
+        """A token KL to the prompted teacher on the SFT turns (so teacher twins are built)."""
+        return self.method == "sft-kl" or (self.method == "genpi" and self.kl > 0 and self.lam > 0)
+
+    def signed(self) -> dict:
+        """The fields that sign a run: options left at their "off" value are left out, so adapters
+        trained before the option existed keep their signature."""
+        return {k: v for k, v in self.to_dict().items() if k != "merge" and not (k == "kl" and v == 0)}
 
     @property
     def uses_sft(self) -> bool:

@@ -231,8 +231,8 @@ class Built:
 
 
 def build_examples(tok, sc: Scenario, records: list[Record], cfg: TrainConfig, progress: bool = True) -> Built:
-    """Every example the run can use: SFT (and teacher twins for sft-kl) and PG for each prompt section."""
-    b = Built(teacher=[] if cfg.method == "sft-kl" else None)
+    """Every example the run can use: SFT (and teacher twins for a KL term) and PG for each prompt section."""
+    b = Built(teacher=[] if cfg.uses_kl else None)
     st = {"records": len(records), "sft_skipped_source_too_long": 0, "sft_turns_truncated": 0,
           "sft_prompt_in_input": 0, "pg_skipped_source_too_long": 0}
     mixed = set()

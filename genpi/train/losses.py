@@ -49,15 +49,18 @@ def supervised_rows(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor
     return logits.reshape(-1, logits.shape[-1])[keep]
 
 
-def joint_loss(pg: torch.Tensor | None, sft: torch.Tensor | None, lam: float) -> torch.Tensor:
-    """(1 - lam) * PG + lam * SFT; a term may be None only when its weight is 0."""
-    if lam < 1.0 and pg is None or lam > 0.0 and sft is None:
+def joint_loss(pg: torch.Tensor | None, sft: torch.Tensor | None, lam: float,
+               kl: torch.Tensor | None = None, kl_weight: float = 0.0) -> torch.Tensor:
+    """(1 - lam) * PG + lam * SFT (+ kl_weight * KL); a term may be None only when its weight is 0."""
+    if lam < 1.0 and pg is None or lam > 0.0 and sft is None or kl_weight > 0.0 and kl is None:
         raise ValueError("the joint loss needs every term whose weight is not zero")
     if lam == 1.0:
-        return sft
-    if lam == 0.0:
-        return pg
-    return (1.0 - lam) * pg + lam * sft
+        loss = sft
+    elif lam == 0.0:
+        loss = pg
+    else:
+        loss = (1.0 - lam) * pg + lam * sft
+    return loss + kl_weight * kl if kl_weight > 0.0 else loss
 
 
 def sft_kl_loss(sft: torch.Tensor, kl: torch.Tensor, kl_weight: float) -> torch.Tensor:

@@ -57,7 +57,7 @@ class TrainRecipe:
             raise GenpiError(f"'{self.data.path}' was synthesized for another scenario (or another version of it): "
                              "rerun 'genpi synth' for this scenario or pass the matching --data folder")
         self.data_sha = self.data.records_sha256()
-        self.run_key = {**{k: v for k, v in cfg.to_dict().items() if k != "merge"}, "data_sha256": self.data_sha,
+        self.run_key = {**cfg.signed(), "data_sha256": self.data_sha,
                         "scenario_sha256": sc.sha256(), "prompt_sha256": sc.prompt_sha256,
                         "model": self.ref.fingerprint()}
         self.signature = text_sha256(self.run_key)[:16]
@@ -121,7 +121,8 @@ class TrainRecipe:
         trainer = GenpiTrainer(model=self.model, args=args,
                                train_dataset=StepDataset(plan, built.sft, built.pg, built.teacher),
                                data_collator=StepCollator(self.tok.pad_token_id),
-                               method=cfg.method, lam=cfg.lam, kl_weight=cfg.kl_weight)
+                               method=cfg.method, lam=cfg.lam,
+                               kl_weight=cfg.kl if cfg.method == "genpi" else cfg.kl_weight)
         trainer.remove_callback(ProgressCallback)
         trainer.remove_callback(PrinterCallback)
         if self.progress:

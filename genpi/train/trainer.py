@@ -28,7 +28,8 @@ class NonFiniteLoss(RuntimeError):
 
 
 class GenpiTrainer(Trainer):
-    """method: genpi | sft | sft-kl | prompt-mix; lam: SFT weight of the joint loss; kl_weight: sft-kl's KL weight."""
+    """method: genpi | sft | sft-kl | prompt-mix; lam: SFT weight of the joint loss; kl_weight: the KL term's
+    weight (sft-kl's, or genpi's --kl: 0 leaves genpi's KL term out)."""
 
     def __init__(self, *args, method: str, lam: float, kl_weight: float, **kwargs):
         super().__init__(*args, **kwargs)
@@ -71,7 +72,7 @@ class GenpiTrainer(Trainer):
         terms: dict[str, torch.Tensor] = {}
         if "sft_input_ids" in inputs:
             terms["sft"], s_logits, s_targets = self._term(model, inputs, "sft")
-            if self.method == "sft-kl":
+            if "teacher_input_ids" in inputs:
                 t_rows, t_ids = self._teacher_rows(model, inputs)
                 s_rows = losses.supervised_rows(s_logits, s_targets)
                 if not torch.equal(s_targets[s_targets != losses.IGNORE], t_ids):
@@ -80,7 +81,8 @@ class GenpiTrainer(Trainer):
         if "pg_input_ids" in inputs:
             terms["pg"] = self._term(model, inputs, "pg")[0]
         if self.method == "genpi":
-            loss = losses.joint_loss(terms.get("pg"), terms.get("sft"), self.lam)
+            loss = losses.joint_loss(terms.get("pg"), terms.get("sft"), self.lam, terms.get("kl"),
+                                     self.kl_weight if "kl" in terms else 0.0)
         elif self.method == "sft-kl":
             loss = losses.sft_kl_loss(terms["sft"], terms["kl"], self.kl_weight)
         else:
