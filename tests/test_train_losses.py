@@ -130,3 +130,30 @@ def test_config_validation_and_presets():
         with pytest.raises(GenpiError):
             TrainConfig(**bad)
     assert Counter(TrainConfig.help_of(n) != "" for n in ("lam", "kl_weight", "pg_fraction"))[True] == 3
+
+
+def test_on_policy_contexts_and_scored_batches():
+    from genpi.train.on_policy import contexts, scored_batch
+
+    ids = torch.tensor([[5, 6, 7, 8, 9], [5, 6, 7, 0, 0]])
+    labels = torch.tensor([[-100, -100, 7, 8, 9], [-100, -100, -100, -100, -100]])
+    mask = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]])
+    assert contexts(ids, labels, mask) == [[5, 6], [5, 6, 7]]  # a row with nothing supervised: all of it
+    b = scored_batch([[1, 2], [3]], [[7, 8, 2], [9]], pad_id=0)
+    assert b["input_ids"].tolist() == [[1, 2, 7, 8, 2], [3, 9, 0, 0, 0]]
+    assert b["attention_mask"].tolist() == [[1, 1, 1, 1, 1], [1, 1, 0, 0, 0]]
+    assert b["labels"].tolist() == [[-100, -100, 7, 8, 2], [-100, 9, -100, -100, -100]]
+
+
+def test_reverse_kl_is_token_kl_with_the_student_first():
+    from genpi.kl import token_kl
+
+    s = torch.tensor([[2.0, 0.0, -1.0]], requires_grad=True)
+    t = torch.tensor([[0.0, 1.0, 0.0]])
+    p, q = s.softmax(-1), t.softmax(-1)
+    want = (p * (p.log() - q.log())).sum()
+    got = token_kl(s, t).sum()
+    assert got.item() == pytest.approx(want.item(), rel=1e-5)
+    got.backward()
+    assert s.grad.abs().sum() > 0  # the gradient reaches the adapter's logits
+    assert losses.with_on_policy(torch.tensor(1.0), torch.tensor(0.5), 0.4).item() == pytest.approx(1.2)

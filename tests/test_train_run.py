@@ -76,11 +76,12 @@ def lora_b(adapter: Path) -> dict[str, torch.Tensor]:
     return {k: v for k, v in load_file(adapter / "adapter_model.safetensors").items() if "lora_B" in k}
 
 
-@pytest.mark.parametrize("method", ["genpi", "sft", "sft-kl", "prompt-mix", "genpi+kl"])
+@pytest.mark.parametrize("method", ["genpi", "sft", "sft-kl", "prompt-mix", "genpi+kl", "genpi+on_policy"])
 def test_each_method_trains_a_standard_adapter(setup, tiny_ref, method):
     sc, data, root = setup
     out = root / f"a-{method}"
-    extra = {"kl": 0.5} if method == "genpi+kl" else {}
+    extra = {"genpi+kl": {"kl": 0.5}, "genpi+on_policy": {"on_policy": 0.5, "on_policy_every": 1,
+                                                            "on_policy_tokens": 8}}.get(method, {})
     method = method.split("+")[0]
     s = train(sc, tiny_ref, data, out, method=method, preset="smoke", epochs=2, progress=False,
                       learning_rate=1e-2, **FAST, **extra)
@@ -97,10 +98,16 @@ def test_each_method_trains_a_standard_adapter(setup, tiny_ref, method):
     assert meta["data"]["records"] == 4 and len(meta["data"]["sha256"]) == 64
     terms = set(meta["final_loss"])
     want = {"genpi": {"loss", "sft", "pg"}, "sft": {"loss", "sft"}, "sft-kl": {"loss", "sft", "kl"},
-            "prompt-mix": {"loss", "sft"}}[method] | ({"kl"} if extra else set())
+            "prompt-mix": {"loss", "sft"}}[method] | set(extra) - {"on_policy_every", "on_policy_tokens"}
     assert terms == want
-    assert ("kl" in meta["run"]) == bool(extra)  # the option signs a run only when it is on
-    if extra:  # the logged terms add up: loss = 0.3 PG + 0.7 SFT + 0.5 KL
+    for k in ("kl", "on_policy"):  # an option signs a run only when it is on
+        assert (k in meta["run"]) == (k in extra)
+    if "on_policy" in extra:  # the adapter's own replies were sampled and scored by the teacher
+        f = meta["final_loss"]
+        assert f["on_policy"] > 0 and f["loss"] == pytest.approx(0.3 * f["pg"] + 0.7 * f["sft"] + 0.5 * f["on_policy"],
+                                                                   rel=1e-3)
+        assert meta["train"]["teacher_tokens"] > 0
+    if "kl" in extra:  # the logged terms add up: loss = 0.3 PG + 0.7 SFT + 0.5 KL
         f = meta["final_loss"]
         assert f["kl"] > 0 and f["loss"] == pytest.approx(0.3 * f["pg"] + 0.7 * f["sft"] + 0.5 * f["kl"], rel=1e-3)
     assert meta["train"]["tokens_per_s"] > 0 and meta["versions"]["peft"]

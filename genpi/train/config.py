@@ -37,6 +37,13 @@ class TrainConfig(StageConfig):
     kl: float = option(0.0, "genpi only: weight of a token-level KL(prompted teacher || adapter) term on the "
                             "teacher's replies, added to the joint loss (off-policy distillation of the teacher's "
                             "distribution, not only its sampled tokens); 0: the paper's loss", metavar="W")
+    on_policy: float = option(0.0, "weight of an on-policy distillation term: the adapter answers the pseudo inputs "
+                                   "itself (no prompt), the prompted base model scores the reply, the loss is the "
+                                   "per-token reverse KL(adapter || teacher); 0: off", metavar="W")
+    on_policy_every: int = option(4, "micro-steps between on-policy batches (each samples a reply per SFT example of "
+                                     "its step)", metavar="N")
+    on_policy_tokens: int = option(64, "longest sampled reply of an on-policy batch", cli=False)
+    on_policy_temperature: float = option(1.0, "sampling temperature of the adapter's own replies", cli=False)
     epochs: float = option(6.0, "passes over the SFT examples (fractions allowed)", metavar="E")
     batch_size: int = option(4, "SFT examples per micro-batch (PG batches are sized so each PG example comes "
                                 "once per epoch)", metavar="N")
@@ -77,6 +84,11 @@ class TrainConfig(StageConfig):
             bad(f"--kl-weight {self.kl_weight} must be a finite number >= 0")
         if not (self.kl >= 0 and math.isfinite(self.kl)):
             bad(f"--kl {self.kl} must be a finite number >= 0")
+        if not (self.on_policy >= 0 and math.isfinite(self.on_policy)):
+            bad(f"--on-policy {self.on_policy} must be a finite number >= 0")
+        if self.on_policy > 0 and not self.uses_sft:
+            bad("--on-policy needs SFT examples (their inputs are what the adapter answers): use --lambda above 0")
+        at_least(self, 1, "on_policy_every", "on_policy_tokens")
         if self.kl > 0 and self.method != "genpi":
             bad(f"--kl adds a KL term to the genpi joint loss; method {self.method} does not take it "
                 "(sft-kl has --kl-weight)")
@@ -107,13 +119,17 @@ class TrainConfig(StageConfig):
 
     @property
     def uses_kl(self) -> bool:
-        """A token KL to the prompted teacher on the SFT turns (so teacher twins are built)."""
-        return self.method == "sft-kl" or (self.method == "genpi" and self.kl > 0 and self.lam > 0)
+        """A term that needs the prompted teacher's view of the SFT examples (so teacher twins are built)."""
+        return (self.method == "sft-kl" or (self.method == "genpi" and self.kl > 0 and self.lam > 0)
+                or self.on_policy > 0)
 
     def signed(self) -> dict:
         """The fields that sign a run: options left at their "off" value are left out, so adapters
         trained before the option existed keep their signature."""
-        return {k: v for k, v in self.to_dict().items() if k != "merge" and not (k == "kl" and v == 0)}
+        off = {"kl"} if self.kl == 0 else set()
+        if self.on_policy == 0:
+            off |= {"on_policy", "on_policy_every", "on_policy_tokens", "on_policy_temperature"}
+        return {k: v for k, v in self.to_dict().items() if k != "merge" and k not in off}
 
     @property
     def uses_sft(self) -> bool:

@@ -66,3 +66,8 @@ def joint_loss(pg: torch.Tensor | None, sft: torch.Tensor | None, lam: float,
 def sft_kl_loss(sft: torch.Tensor, kl: torch.Tensor, kl_weight: float) -> torch.Tensor:
     """SFT + kl_weight * KL."""
     return sft + kl_weight * kl
+
+
+def with_on_policy(loss: torch.Tensor, reverse_kl: torch.Tensor, weight: float) -> torch.Tensor:
+    """A step's loss plus the weighted on-policy reverse-KL term (on the steps that sample one)."""
+    return loss + weight * reverse_kl

@@ -122,7 +122,11 @@ class TrainRecipe:
                                train_dataset=StepDataset(plan, built.sft, built.pg, built.teacher),
                                data_collator=StepCollator(self.tok.pad_token_id),
                                method=cfg.method, lam=cfg.lam,
-                               kl_weight=cfg.kl if cfg.method == "genpi" else cfg.kl_weight)
+                               kl_weight=cfg.kl if cfg.method == "genpi" else cfg.kl_weight,
+                               on_policy=cfg.on_policy, on_policy_every=cfg.on_policy_every,
+                               on_policy_tokens=cfg.on_policy_tokens,
+                               on_policy_temperature=cfg.on_policy_temperature, seed=cfg.seed,
+                               pad_id=self.tok.pad_token_id, eos_id=self.tok.eos_token_id)
         trainer.remove_callback(ProgressCallback)
         trainer.remove_callback(PrinterCallback)
         if self.progress:

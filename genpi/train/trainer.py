@@ -31,9 +31,14 @@ class GenpiTrainer(Trainer):
     """method: genpi | sft | sft-kl | prompt-mix; lam: SFT weight of the joint loss; kl_weight: the KL term's
     weight (sft-kl's, or genpi's --kl: 0 leaves genpi's KL term out)."""
 
-    def __init__(self, *args, method: str, lam: float, kl_weight: float, **kwargs):
+    def __init__(self, *args, method: str, lam: float, kl_weight: float, on_policy: float = 0.0,
+                 on_policy_every: int = 4, on_policy_tokens: int = 64, on_policy_temperature: float = 1.0,
+                 seed: int = 0, pad_id: int = 0, eos_id: int | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         self.method, self.lam, self.kl_weight = method, lam, kl_weight
+        self.on_policy, self.on_policy_every, self.seed = on_policy, on_policy_every, seed
+        self.on_policy_tokens, self.on_policy_temperature = on_policy_tokens, on_policy_temperature
+        self._micro, self.pad_id, self.eos_id = 0, pad_id, eos_id
         self.loss_is_scaled_for_ga = False  # our terms are per-micro-batch token means
         self._sums: dict[str, float] = {}
         self._counts: dict[str, int] = {}
@@ -68,11 +73,51 @@ class GenpiTrainer(Trainer):
         self.tokens["teacher"] += int(inputs["teacher_attention_mask"].sum())
         return losses.supervised_rows(out.logits, targets), targets[targets != losses.IGNORE]
 
+    def _on_policy_kl(self, model, inputs) -> torch.Tensor | None:
+        """Mean per-token reverse KL(adapter || prompted teacher) on replies the adapter samples itself."""
+        from .on_policy import contexts, sample_replies, scored_batch
+
+        peft_model = self.accelerator.unwrap_model(model)
+        pad, eos = self.pad_id, self.eos_id
+        s_ctx = contexts(inputs["sft_input_ids"], inputs["sft_labels"], inputs["sft_attention_mask"])
+        t_ctx = contexts(inputs["teacher_input_ids"], inputs["teacher_labels"], inputs["teacher_attention_mask"])
+        was_training = peft_model.training
+        peft_model.eval()
+        try:
+            replies = sample_replies(peft_model, s_ctx, pad, eos, self.on_policy_tokens, self.on_policy_temperature,
+                                     seed=self.seed * 1_000_003 + self._micro)
+            rows = [i for i, r in enumerate(replies) if r]
+            if not rows:
+                return None
+            student = scored_batch([s_ctx[i] for i in rows], [replies[i] for i in rows], pad)
+            teacher = scored_batch([t_ctx[i] for i in rows], [replies[i] for i in rows], pad)
+            with torch.no_grad(), peft_model.disable_adapter():
+                t_pos = losses.predict_positions(teacher["labels"])
+                t_out = peft_model(input_ids=teacher["input_ids"].to(peft_model.device),
+                                   attention_mask=teacher["attention_mask"].to(peft_model.device),
+                                   logits_to_keep=t_pos, use_cache=False)
+        finally:
+            peft_model.train(was_training)
+        s_pos = losses.predict_positions(student["labels"])
+        s_out = model(input_ids=student["input_ids"].to(peft_model.device),
+                      attention_mask=student["attention_mask"].to(peft_model.device), logits_to_keep=s_pos,
+                      use_cache=False)
+        s_targets = losses.targets_at(student["labels"], s_pos).to(s_out.logits.device)
+        t_targets = losses.targets_at(teacher["labels"], t_pos).to(t_out.logits.device)
+        s_rows = losses.supervised_rows(s_out.logits, s_targets)
+        t_rows = losses.supervised_rows(t_out.logits, t_targets)
+        self.tokens["trained"] += int(student["attention_mask"].sum())
+        self.tokens["teacher"] += int(teacher["attention_mask"].sum())
+        self.tokens["on_policy_sampled"] = self.tokens.get("on_policy_sampled", 0) + sum(len(r) for r in replies)
+        # token_kl(p, q) = KL(p || q): the adapter's distribution first makes it the reverse KL
+        return token_kl(s_rows, t_rows).mean()
+
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         terms: dict[str, torch.Tensor] = {}
+        self._micro += 1
         if "sft_input_ids" in inputs:
             terms["sft"], s_logits, s_targets = self._term(model, inputs, "sft")
-            if "teacher_input_ids" in inputs:
+            if self.method == "sft-kl" or (self.method == "genpi" and self.kl_weight > 0):
                 t_rows, t_ids = self._teacher_rows(model, inputs)
                 s_rows = losses.supervised_rows(s_logits, s_targets)
                 if not torch.equal(s_targets[s_targets != losses.IGNORE], t_ids):
@@ -87,6 +132,11 @@ class GenpiTrainer(Trainer):
             loss = losses.sft_kl_loss(terms["sft"], terms["kl"], self.kl_weight)
         else:
             loss = terms["sft"]
+        if self.on_policy > 0 and "teacher_input_ids" in inputs and (self._micro - 1) % self.on_policy_every == 0:
+            opd = self._on_policy_kl(model, inputs)
+            if opd is not None:
+                terms["on_policy"] = opd
+                loss = losses.with_on_policy(loss, opd, self.on_policy)
         values = {k: float(v.detach()) for k, v in terms.items()}
         if not all(math.isfinite(v) for v in values.values()) or not torch.isfinite(loss.detach()):
             raise NonFiniteLoss(self.state.global_step, {**values, "loss": float(loss.detach())})
