@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import signal
+from pathlib import Path
 
 import pytest
 
@@ -385,3 +386,20 @@ def test_teacher_replies_that_break_a_check_are_sampled_again(sc, tiny_ref, tmp_
     tries.clear()
     _run(sc, tiny_ref, tmp_path / "E", teacher_or_other, num_inputs=3, max_turns=1, teacher_samples=0)
     assert all(r["teacher_output"] == "Sure, I can help with that." for r in _records(tmp_path / "E"))
+
+
+def test_env_auto_uses_a_real_shell_where_the_scenario_has_one(sc, monkeypatch):
+    from genpi.envs import sandbox
+
+    assert SynthConfig.from_preset("smoke", sc).env == "auto"
+    assert SynthConfig.from_preset("smoke", sc).resolved(sc).env == "simulated"  # no eval.environment
+    shell_sc = load_scenario(Path(__file__).resolve().parents[1] / "scenarios" / "shell-agent.yaml")
+    monkeypatch.setattr(sandbox, "check_sandbox", lambda: None)
+    assert SynthConfig.from_preset("smoke", shell_sc).resolved(shell_sc).env == "shell"
+    assert SynthConfig.from_preset("smoke", shell_sc, env="simulated").resolved(shell_sc).env == "simulated"
+
+    def refuse():
+        raise sandbox.SandboxError("no root")
+
+    monkeypatch.setattr(sandbox, "check_sandbox", refuse)
+    assert SynthConfig.from_preset("smoke", shell_sc).resolved(shell_sc).env == "simulated"

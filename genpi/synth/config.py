@@ -43,10 +43,11 @@ class SynthConfig(StageConfig):
     empty_retries: int = option(2, "sampled retries of an empty greedy reply", cli=False)
     seed: int = option(0, "seed of the sampled stages", metavar="S")
     filter: FilterConfig = option(help="pseudo-input filter", cli=False, default_factory=FilterConfig)
-    env: str = option("simulated", "who answers the agent's commands in role-play: 'simulated' (the generator "
-                                   "imagines the environment, as in the paper) or 'shell' (a real sandboxed shell per "
-                                   "pseudo input, with the scenario's eval.environment protocol and limits)",
-                      metavar="KIND", choices=("simulated", "shell"))
+    env: str = option("auto", "who answers the agent's commands in role-play: 'simulated' (the generator "
+                              "imagines the environment, as in the paper), 'shell' (a real sandboxed shell per "
+                              "pseudo input, with the scenario's eval.environment protocol and limits), or 'auto': "
+                              "shell where the scenario declares one and the sandbox runs here, else simulated",
+                      metavar="KIND", choices=("auto", "simulated", "shell"))
 
     def __post_init__(self):
         if not 0.0 <= self.coverage <= 1.0:
@@ -66,6 +67,22 @@ class SynthConfig(StageConfig):
         if scenario is not None and overrides.get("max_turns") is None:
             cfg = replace(cfg, max_turns=min(cfg.max_turns, scenario.environment.max_turns))
         return cfg
+
+    def resolved(self, scenario: Scenario) -> "SynthConfig":
+        """env 'auto' made concrete: real command output where the scenario has a shell environment and the
+        sandbox can start here (on the embedded model it gave adapters more valid actions, see README)."""
+        if self.env != "auto":
+            return self
+        env = scenario.eval.environment
+        if env is None or env.kind != "shell":
+            return replace(self, env="simulated")
+        from ..envs.sandbox import SandboxError, check_sandbox
+
+        try:
+            check_sandbox()
+        except SandboxError:
+            return replace(self, env="simulated")
+        return replace(self, env="shell")
 
     def rounds_allowed(self, needed: int) -> int:
         if self.max_rounds is not None:

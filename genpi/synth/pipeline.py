@@ -44,7 +44,11 @@ def synthesize(scenario: Scenario, model_ref, generator_spec: GeneratorSpec | No
     returns (a genpi.generate spec; None = SameSpec(), the base model); config: SynthConfig.from_preset(...).
     base_backend / generator_backend: ready backends to use instead of loading the models (tests pass FakeBackends).
     """
-    cfg = config
+    cfg = config.resolved(scenario)
+    env = scenario.eval.environment
+    if config.env == "auto" and cfg.env == "simulated" and env is not None and env.kind == "shell":
+        print("genpi synth: the sandbox cannot start here, so the generator imagines the shell's output in "
+              "role-play (--env simulated); run as root for real command output", file=sys.stderr)
     run = _Run(scenario, model_ref, generator_spec or SameSpec(), Path(out_dir), cfg,
                base_backend, generator_backend, progress)
     with graceful_interrupts():
@@ -389,7 +393,7 @@ class _Run:
             self.data.write_meta(SynthMeta.model_validate(meta))
         return {"out_dir": str(self.out), "records_file": str(self.data.records_path), "status": status, "records": len(self.records),
                 "requested": self.cfg.num_inputs, "counts": counts, "filter_drops": drops,
-                "teacher_checks": checks, "coverage": meta["coverage"], "stage_seconds": meta["stage_seconds"],
+                "env": self.cfg.env, "teacher_checks": checks, "coverage": meta["coverage"], "stage_seconds": meta["stage_seconds"],
                 "wall_seconds": round(time.time() - self.started, 2), "shortfall": self.shortfall}
 
 
@@ -425,6 +429,9 @@ def format_summary(s: dict) -> str:
              f"rejected after generation {c['rejected_inputs']}"]
     drops = ", ".join(f"{k} {v}" for k, v in s["filter_drops"].items() if v)
     lines.append(f"  dropped by the filters: {drops or 'none'}")
+    if s.get("env"):
+        lines.append("  role-play environment: " + {"shell": "a real sandboxed shell per input",
+                                                     "simulated": "imagined by the generator"}.get(s["env"], s["env"]))
     cov = s.get("coverage") or {}
     if cov.get("units"):
         lines.append(f"  prompt units: {cov['units']}; with at least {cov['k']} inputs aimed at them "
