@@ -168,8 +168,7 @@ class LocalBackend:
         while True:
             tokens = logits.argmax(-1)
             keep = []
-            for j, row in enumerate(alive):
-                t = int(tokens[j])
+            for j, (row, t) in enumerate(zip(alive, tokens.tolist())):  # one copy of the step's tokens
                 gen[row].append(t)
                 done = t == eos or len(gen[row]) >= max_new_tokens or (
                     breaks is not None and t in breaks
