@@ -271,3 +271,17 @@ def test_cli_eval_writes_the_reports(cli, write, tmp_path, adapters):
     assert (tmp_path / "R" / "report.md").is_file() and (tmp_path / "R" / "report.png").is_file()
     bad = cli("eval", str(scen), "--model", "tiny", "--out", str(tmp_path / "R2"), "--turns", "0")
     one_line_error(bad, "--turns must be at least 1")
+
+
+def test_variants_are_named_by_method_and_distillation_terms():
+    from genpi.artifacts import AdapterMeta
+    from genpi.evaluate.runner import method_label
+
+    def label(method, **hp):
+        return method_label(AdapterMeta.model_validate({"method": method, "hyperparameters": hp}))
+
+    assert label("genpi", kl=0.0, on_policy=0.0) == "genpi"
+    assert label("genpi", kl=1.0, on_policy=0.0) == "genpi+kl"
+    assert label("genpi", kl=1.0, on_policy=0.5) == "genpi+kl+on-policy"
+    assert label("sft-kl", kl=0.0, on_policy=1.0) == "sft-kl+on-policy"
+    assert label("sft") == "sft" and label(None) is None

@@ -50,6 +50,15 @@ def test_units_of_chat_messages_and_of_plain_text():
     assert [u.kind for u in long] == ["sentence"] * 4 + ["paragraph"]
 
 
+def test_a_short_title_line_above_a_list_is_a_heading():
+    text = "Policy sheet.\n\nIT-1 Accounts\n- Passwords have 14 characters.\n- Locked after 5 tries.\n\n" \
+           "This line ends a sentence.\n- An item under a paragraph, not a heading.\n\nDevices\n\n- One laptop each."
+    units = split_units(text)
+    assert [(u.kind, u.section) for u in units] == [
+        ("paragraph", ""), ("item", "IT-1 Accounts"), ("item", "IT-1 Accounts"),
+        ("paragraph", "IT-1 Accounts"), ("item", "IT-1 Accounts"), ("item", "Devices")]
+
+
 def test_drawn_on_needs_a_units_distinctive_words():
     units = split_units(SHOP)
     words = distinctive_words(units)

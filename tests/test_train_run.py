@@ -311,3 +311,27 @@ def test_data_from_another_scenario_is_refused(setup, tiny_ref, tmp_path):
     (other / "meta.json").write_text(json.dumps({"identity": {"scenario_sha256": sc.sha256()}}))
     s = train(sc, tiny_ref, other, tmp_path / "a", method="sft", preset="smoke", progress=False, **FAST)
     assert s["data"]["synth_meta"]["identity"]["scenario_sha256"] == sc.sha256()
+
+
+def test_precision_sets_the_arithmetic_not_the_signature(setup, tiny_ref):
+    from genpi.train.recipe import use_bf16
+
+    sc, data, root = setup
+    with pytest.raises(GenpiError, match="unknown precision 'fp16'"):
+        TrainConfig.from_preset("smoke", precision="fp16")
+    assert "precision" not in TrainConfig.from_preset("smoke").signed()
+    cpu = torch.device("cpu")
+    assert use_bf16("bf16", cpu) and not use_bf16("fp32", cpu)
+    metas = {}
+    for p in ("fp32", "bf16"):
+        out = root / f"prec-{p}"
+        train(sc, tiny_ref, data, out, precision=p, epochs=1, learning_rate=1e-2, **FAST)
+        metas[p] = json.loads((out / "genpi.json").read_text())
+        assert metas[p]["train"]["bf16"] == (p == "bf16")
+        weights = load_file(out / "adapter_model.safetensors")
+        assert weights and all(w.dtype == torch.float32 for w in weights.values())  # LoRA stays fp32 either way
+        assert all(torch.isfinite(w).all() for w in weights.values())
+    assert metas["fp32"]["signature"] == metas["bf16"]["signature"]
+    # the same steps on the same data: the two arithmetics give close, not equal, losses
+    f32, b16 = metas["fp32"]["final_loss"]["loss"], metas["bf16"]["final_loss"]["loss"]
+    assert f32 != b16 and b16 == pytest.approx(f32, rel=0.1)

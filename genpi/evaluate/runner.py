@@ -36,17 +36,28 @@ class Variant:
 
 
 def plan_variants(adapter_dirs: list[Path]) -> list[Variant]:
-    """with_prompt, no_prompt, then one per adapter named by its method (else its folder), made unique."""
+    """with_prompt, no_prompt, then one per adapter named by its method and its distillation terms
+    (genpi+kl, genpi+on-policy; else its folder), made unique."""
     out = [Variant(CEILING, with_prompt=True), Variant(FLOOR)]
     taken = {CEILING, FLOOR}
     for d in adapter_dirs:
-        base = str(AdapterDir(d).read_meta().method or Path(d).resolve().name or "adapter")
+        base = method_label(AdapterDir(d).read_meta()) or Path(d).resolve().name or "adapter"
         name, k = base, 2
         while name in taken:
             name, k = f"{base}-{k}", k + 1
         taken.add(name)
         out.append(Variant(name, Path(d)))
     return out
+
+
+def method_label(meta) -> str | None:
+    """'genpi', 'sft', ... with '+kl' / '+on-policy' when the adapter was trained with those terms."""
+    if not meta.method:
+        return None
+    hp = getattr(meta, "hyperparameters", None) or {}
+    extra = ("+kl" if (hp.get("kl") or 0) > 0 and meta.method == "genpi" else "") + \
+        ("+on-policy" if (hp.get("on_policy") or 0) > 0 else "")
+    return meta.method + extra
 
 
 def variant_key(v: Variant, sc: Scenario, model_fingerprint: str, cfg: EvalConfig) -> str:

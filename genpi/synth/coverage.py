@@ -88,7 +88,8 @@ def _split_text(text: str, max_sentences: int) -> list[tuple[str, str, str]]:
         else:
             out.append((kind, body, section))
 
-    for line in text.splitlines():
+    lines = text.splitlines()
+    for at, line in enumerate(lines):
         if fence is not None:
             fence.append(line)
             if _FENCE.match(line):
@@ -106,7 +107,7 @@ def _split_text(text: str, max_sentences: int) -> list[tuple[str, str, str]]:
             flush()
             kind, block = "item", [_ITEM.sub("", line, count=1)]
             continue
-        if _HEADING.match(line) and len(_WORD.findall(line)) <= 8 and not block:
+        if not block and len(_WORD.findall(line)) <= 8 and (_HEADING.match(line) or _titles_list(line, lines[at + 1:])):
             section = line.strip().lstrip("#").strip()
             continue
         if kind == "item" and block and (line.startswith((" ", "\t"))):
@@ -121,6 +122,14 @@ def _split_text(text: str, max_sentences: int) -> list[tuple[str, str, str]]:
         out.append(("block", "\n".join(fence).strip(), section))
     flush()
     return out
+
+
+def _titles_list(line: str, rest: list[str]) -> bool:
+    """A short line without closing punctuation directly above a list ("IT-1 Accounts", "Pricing") is a heading."""
+    if line.rstrip().endswith((".", "!", "?", ",", ";")):
+        return False
+    following = next((r for r in rest if r.strip()), "")
+    return bool(_ITEM.match(following))
 
 
 def _sentences(text: str) -> list[str]:

@@ -10,6 +10,7 @@ from ..errors import GenpiError
 
 METHODS = ("genpi", "sft", "sft-kl", "prompt-mix")
 VLLM_RANKS = (8, 16, 32, 64, 128, 256)
+PRECISIONS = ("auto", "bf16", "fp32")
 
 
 def parse_methods(methods: str | list[str] | tuple[str, ...]) -> list[str]:
@@ -69,6 +70,11 @@ class TrainConfig(StageConfig):
     save_steps: int = option(0, "optimizer steps between checkpoints (0: about ten checkpoints per run)",
                              metavar="N")
     logging_steps: int = option(0, "optimizer steps between log lines (0: about twenty lines per run)", cli=False)
+    precision: str = option("auto", "arithmetic of training: bf16 (bfloat16 matrix products, LoRA weights and "
+                                    "optimizer in fp32; on a CPU the frozen base weights are stored in bf16 too), "
+                                    "fp32, or auto: bf16 where the hardware has it (a CUDA GPU with bf16, a CPU with "
+                                    "AVX512-BF16 or AMX), else fp32. Not part of the run's signature",
+                            choices=PRECISIONS)
     merge: bool = option(False, "also write ADAPTER_DIR/merged/, a full model folder with the adapter merged in "
                                 "(for servers that take no adapters)")
 
@@ -76,6 +82,8 @@ class TrainConfig(StageConfig):
         def bad(msg):
             raise GenpiError(msg)
 
+        if self.precision not in PRECISIONS:
+            bad(f"unknown precision '{self.precision}': choose one of {', '.join(PRECISIONS)}")
         if self.method not in METHODS:
             bad(f"unknown method '{self.method}': choose one of {', '.join(METHODS)}")
         if not 0.0 <= self.lam <= 1.0:
@@ -125,11 +133,12 @@ class TrainConfig(StageConfig):
 
     def signed(self) -> dict:
         """The fields that sign a run: options left at their "off" value are left out, so adapters
-        trained before the option existed keep their signature."""
+        trained before the option existed keep their signature; how the arithmetic is done (precision),
+        like the device, is recorded in genpi.json but does not sign the run."""
         off = {"kl"} if self.kl == 0 else set()
         if self.on_policy == 0:
             off |= {"on_policy", "on_policy_every", "on_policy_tokens", "on_policy_temperature"}
-        return {k: v for k, v in self.to_dict().items() if k != "merge" and k not in off}
+        return {k: v for k, v in self.to_dict().items() if k not in ("merge", "precision") and k not in off}
 
     @property
     def uses_sft(self) -> bool:

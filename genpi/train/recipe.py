@@ -103,6 +103,10 @@ class TrainRecipe:
         torch.manual_seed(cfg.seed)
         model = load_model(self.ref)
         model.config.use_cache = False
+        bf16 = use_bf16(cfg.precision, model.device)
+        if bf16 and model.device.type == "cpu":
+            # frozen weights in bf16 halve what every matrix product reads; PEFT keeps the LoRA weights in fp32
+            model.to(torch.bfloat16)
         lora = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
                           target_modules="all-linear", bias="none", task_type="CAUSAL_LM")
         self.model = get_peft_model(model, lora)
@@ -115,7 +119,7 @@ class TrainRecipe:
             save_steps=cfg.save_steps or max(1, -(-opt_steps // 10)), save_total_limit=2,
             report_to="none", dataloader_num_workers=0, remove_unused_columns=False,
             train_sampling_strategy="sequential", seed=cfg.seed, logging_nan_inf_filter=False,
-            bf16=cuda and torch.cuda.is_bf16_supported(), dataloader_pin_memory=cuda, disable_tqdm=not self.progress,
+            bf16=bf16, dataloader_pin_memory=cuda, disable_tqdm=not self.progress,
             use_cpu=model.device.type == "cpu",
         )
         trainer = GenpiTrainer(model=self.model, args=args,
@@ -208,6 +212,21 @@ class TrainRecipe:
             self.tok.save_pretrained(str(tmp))
 
         return write_dir_atomically(self.out.merged, build)
+
+
+def use_bf16(precision: str, device) -> bool:
+    """Whether to train in bf16: asked for, or (auto) where the device computes it fast."""
+    import torch
+
+    if device.type == "cuda":
+        fast = torch.cuda.is_bf16_supported()
+    elif device.type == "cpu":
+        fast = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+    else:
+        fast = False
+    if precision == "bf16" and not fast and device.type != "cpu":
+        raise GenpiError(f"--precision bf16: this {device.type} device has no bf16 support; use --precision fp32")
+    return precision == "bf16" or (precision == "auto" and fast)
 
 
 def last_complete_checkpoint(ckpt: Path) -> str | None:

@@ -1,0 +1,211 @@
+"""Compare training methods on the same footing: for each scenario and seed, one synthesis, one adapter
+per method trained on it, one evaluation of them all; then mean and spread over the seeds.
+
+    python benchmarks/compare_methods.py scenarios/support-desk.yaml scenarios/it-policy.yaml \\
+        --out runs/compare --seeds 0,1,2
+
+Methods (--methods): genpi (the paper's joint loss), sft, sft-kl, prompt-mix, genpi+kl (the joint loss
+plus token-level KL to the prompted teacher), genpi+on-policy (plus the on-policy reverse KL), and
+genpi+kl+on-policy. Every step writes into OUT and resumes: rerunning the same command skips what is
+done (synthesis, adapters and replies are all resume stores).
+
+Evaluation is first replies on the scenario's held-out inputs (`genpi eval --env simulated`: no sandbox
+episodes), greedy, with the checks, the expectations (facts) and the KL to the prompted model.
+Prints a markdown table (mean ± sample standard deviation over seeds, and each seed's value for the
+score) and writes OUT/compare.json, OUT/compare.md and OUT/compare.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+# each method: the TrainConfig fields it sets (on top of the preset)
+METHODS: dict[str, dict] = {
+    "genpi": {"method": "genpi"},
+    "sft": {"method": "sft"},
+    "sft-kl": {"method": "sft-kl"},
+    "prompt-mix": {"method": "prompt-mix"},
+    "genpi+kl": {"method": "genpi", "kl": 1.0},
+    "genpi+on-policy": {"method": "genpi", "on_policy": 1.0},
+    "genpi+kl+on-policy": {"method": "genpi", "kl": 1.0, "on_policy": 1.0},
+}
+BASELINES = ("with_prompt", "no_prompt")
+
+
+def _parse(argv):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("scenarios", nargs="+", help="scenario YAML files")
+    ap.add_argument("--out", required=True, help="work folder (resumable)")
+    ap.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (synthesis and training)")
+    ap.add_argument("--methods", default="genpi,sft,sft-kl,prompt-mix,genpi+kl,genpi+on-policy",
+                    help=f"comma-separated, from: {', '.join(METHODS)}")
+    ap.add_argument("--preset", default="quick")
+    ap.add_argument("--model", default=None, help="base model (default: the preset's)")
+    ap.add_argument("--summary-only", action="store_true", help="only print the table of what OUT holds")
+    args = ap.parse_args(argv)
+    try:
+        args.seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+    except ValueError:
+        ap.error(f"--seeds {args.seeds!r}: give integers separated by commas, e.g. 0,1,2")
+    args.methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    bad = [m for m in args.methods if m not in METHODS]
+    if bad or not args.methods or not args.seeds:
+        ap.error(f"--methods: unknown {', '.join(bad) or '(none)'}; choose from {', '.join(METHODS)}")
+    return args
+
+
+def run_one(scenario_path: str, seed: int, methods: list[str], preset: str, model: str | None, out: Path,
+            timings: dict) -> Path:
+    """Synthesize, train every method and evaluate, for one scenario and seed; return the report folder."""
+    from genpi.evaluate import EvalConfig, evaluate
+    from genpi.models import resolve_model
+    from genpi.presets import preset_model
+    from genpi.scenario import load_scenario
+    from genpi.synth import SynthConfig, synthesize
+    from genpi.train import TrainConfig, train_adapter
+
+    sc = load_scenario(scenario_path)
+    ref = resolve_model(model or preset_model(preset))
+    work = out / sc.name / f"seed{seed}"
+    t = timings.setdefault(f"{sc.name}/seed{seed}", {})
+    t0 = time.time()
+    synthesize(sc, ref, None, work / "data", SynthConfig.from_preset(preset, seed=seed))
+    t["synth_s"] = round(time.time() - t0, 1)
+    adapters = []
+    for m in methods:
+        t0 = time.time()
+        cfg = TrainConfig.from_preset(preset, seed=seed, **METHODS[m])
+        train_adapter(sc, ref, work / "data", work / "adapters" / m, cfg, progress=True)
+        t[f"train_{m}_s"] = round(time.time() - t0, 1)
+        adapters.append(work / "adapters" / m)
+    t0 = time.time()
+    env = "simulated" if sc.eval.environment is not None else None
+    evaluate(sc, ref, adapters, work / "report", EvalConfig.from_preset(preset, env=env))
+    t["eval_s"] = round(time.time() - t0, 1)
+    return work / "report"
+
+
+def _mean_sd(xs: list[float]) -> tuple[float | None, float | None]:
+    xs = [x for x in xs if x is not None]
+    if not xs:
+        return None, None
+    return statistics.fmean(xs), (statistics.stdev(xs) if len(xs) > 1 else 0.0)
+
+
+def _cell(xs: list[float], digits: int = 2) -> str:
+    m, sd = _mean_sd(xs)
+    return "–" if m is None else f"{m:.{digits}f} ± {sd:.{digits}f}"
+
+
+def summarize(out: Path, scenarios: list[str], seeds: list[int], methods: list[str]) -> dict:
+    """Per scenario and variant: every seed's score, checks, expectations and KL, with mean and spread."""
+    from genpi.artifacts import ReportDir
+    from genpi.scenario import load_scenario
+
+    summary: dict = {}
+    for sp in scenarios:
+        name = load_scenario(sp).name
+        per: dict = {}
+        for seed in seeds:
+            rd = ReportDir(out / name / f"seed{seed}" / "report")
+            if not rd.report_path.is_file():
+                continue
+            rep = rd.read()
+            for v in (*BASELINES, *methods):
+                r = rep["variants"].get(v)
+                if r is None:
+                    continue
+                row = per.setdefault(v, {"seeds": [], "score": [], "expectations": [], "kl_to_teacher": [],
+                                         "retention": [], "checks": {}})
+                row["seeds"].append(seed)
+                for k in ("score", "expectations", "kl_to_teacher", "retention"):
+                    row[k].append(r.get(k))
+                for c, rate in r["checks"].items():
+                    row["checks"].setdefault(c, []).append(rate)
+        summary[name] = per
+    return summary
+
+
+def table(summary: dict) -> str:
+    lines = ["| scenario | variant | seeds | score | score per seed | checks | expectations (facts) | KL to teacher |",
+             "|---|---|---:|---|---|---|---|---|"]
+    for name, per in summary.items():
+        for i, (v, r) in enumerate(per.items()):
+            checks = ", ".join(f"{c} {_cell(x)}" for c, x in r["checks"].items()) or "–"
+            seeds = " / ".join("–" if s is None else f"{s:.2f}" for s in r["score"])
+            lines.append(f"| {name if i == 0 else ''} | {v} | {len(r['seeds'])} | {_cell(r['score'])} | {seeds} | "
+                         f"{checks} | {_cell(r['expectations'])} | {_cell(r['kl_to_teacher'], 3)} |")
+    return "\n".join(lines)
+
+
+def plot(summary: dict, path: Path) -> Path | None:
+    """Bars: mean score per variant and scenario, with the seeds' spread as error bars."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    names = list(summary)
+    fig, axes = plt.subplots(1, len(names), figsize=(5 * len(names), 3.6), squeeze=False)
+    for ax, name in zip(axes[0], names):
+        per = summary[name]
+        vs = list(per)
+        stats = [_mean_sd(per[v]["score"]) for v in vs]
+        ax.bar(range(len(vs)), [m or 0 for m, _ in stats], yerr=[sd or 0 for _, sd in stats], capsize=3,
+               color=["#999" if v in BASELINES else "#3b7dd8" for v in vs])
+        ax.set_xticks(range(len(vs)), vs, rotation=35, ha="right", fontsize=8)
+        ax.set_ylim(0, 1.05)
+        ax.set_title(f"{name}: score (mean ± sd over seeds)", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def main(argv=None) -> int:
+    args = _parse(argv)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    timings: dict = {}
+    if not args.summary_only:
+        from genpi.errors import GenpiError
+
+        start = time.time()
+        for sp in args.scenarios:
+            for seed in args.seeds:
+                print(f"compare_methods: {sp}, seed {seed}", file=sys.stderr)
+                try:
+                    run_one(sp, seed, args.methods, args.preset, args.model, out, timings)
+                except GenpiError as e:
+                    sys.exit(f"compare_methods: {e}")
+        timings["total_s"] = round(time.time() - start, 1)
+    summary = summarize(out, args.scenarios, args.seeds, args.methods)
+    md = table(summary)
+    import torch
+
+    machine = (f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}"
+               + (f", {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ""))
+    result = {"bench": "compare_methods", "preset": args.preset, "seeds": args.seeds, "methods": args.methods,
+              "machine": machine, "timings": timings, "summary": summary}
+    (out / "compare.json").write_text(json.dumps(result, indent=1))
+    (out / "compare.md").write_text(md + "\n")
+    png = plot(summary, out / "compare.png")
+    print(md)
+    print(f"\n{machine}; timings (s): {json.dumps(timings)}" + (f"; plot: {png}" if png else ""))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
