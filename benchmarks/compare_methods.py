@@ -53,6 +53,8 @@ def _parse(argv):
     ap.add_argument("--model", default=None, help="base model (default: the preset's)")
     ap.add_argument("--batch-size", type=int, default=None,
                     help="replies generated together in synthesis and evaluation (default: each stage's own, 8)")
+    ap.add_argument("--synth-env", default=None, choices=("auto", "shell", "simulated"),
+                    help="where role-play turns come from in synthesis (default: genpi synth's, auto)")
     ap.add_argument("--summary-only", action="store_true", help="only print the table of what OUT holds")
     args = ap.parse_args(argv)
     try:
@@ -67,7 +69,7 @@ def _parse(argv):
 
 
 def run_one(scenario_path: str, seed: int, methods: list[str], preset: str, model: str | None, out: Path,
-            timings: dict, batch_size: int | None = None) -> Path:
+            timings: dict, batch_size: int | None = None, synth_env: str | None = None) -> Path:
     """Synthesize, train every method and evaluate, for one scenario and seed; return the report folder."""
     from genpi.evaluate import EvalConfig, evaluate
     from genpi.models import resolve_model
@@ -81,7 +83,8 @@ def run_one(scenario_path: str, seed: int, methods: list[str], preset: str, mode
     work = out / sc.name / f"seed{seed}"
     t = timings.setdefault(f"{sc.name}/seed{seed}", {})
     t0 = time.time()
-    synthesize(sc, ref, None, work / "data", SynthConfig.from_preset(preset, seed=seed, batch_size=batch_size))
+    synthesize(sc, ref, None, work / "data", SynthConfig.from_preset(preset, seed=seed, batch_size=batch_size,
+                                                                         env=synth_env))
     t["synth_s"] = round(time.time() - t0, 1)
     adapters = []
     for m in methods:
@@ -189,7 +192,8 @@ def main(argv=None) -> int:
             for seed in args.seeds:
                 print(f"compare_methods: {sp}, seed {seed}", file=sys.stderr)
                 try:
-                    run_one(sp, seed, args.methods, args.preset, args.model, out, timings, args.batch_size)
+                    run_one(sp, seed, args.methods, args.preset, args.model, out, timings, args.batch_size,
+                            args.synth_env)
                 except GenpiError as e:
                     sys.exit(f"compare_methods: {e}")
         timings["total_s"] = round(time.time() - start, 1)
