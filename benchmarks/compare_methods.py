@@ -203,6 +203,8 @@ def main(argv=None) -> int:
 
     machine = (f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}"
                + (f", {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ""))
+    if args.summary_only:  # the reports may come from another machine: say only what this run did
+        machine = f"summary of the reports in {out} (each run's machine is in its logs)"
     result = {"bench": "compare_methods", "preset": args.preset, "seeds": args.seeds, "methods": args.methods,
               "machine": machine, "timings": timings, "summary": summary}
     (out / "compare.json").write_text(json.dumps(result, indent=1))

@@ -83,7 +83,7 @@ def run_pipeline(scenario: Scenario, model_ref: ModelRef, out_dir: str | Path, c
     adapters = []
     for m in methods:
         a = out / "adapters" / m
-        cfg = replace(config.train, method=m)
+        cfg = replace(config.train, method=m, **({} if m == "genpi" else {"kl": 0.0}))  # --kl is genpi's term
         _stage(f"train {m}", timings, lambda: train_adapter(scenario, model_ref, data, a, cfg, progress=progress))
         adapters.append(a)
     report = _stage("eval", timings, lambda: evaluate(scenario, model_ref, adapters, out / "report", config.eval))

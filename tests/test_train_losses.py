@@ -123,7 +123,10 @@ def test_collator_pads_each_kind_to_its_own_length_and_never_supervises_padding(
 def test_config_validation_and_presets():
     cfg = TrainConfig.from_preset("quick", method="sft", lam=0.5, epochs=None)
     assert cfg.epochs == 4 == stage_values("quick", "train")["epochs"] and cfg.learning_rate == 5e-4
-    assert cfg.lora_r == 16 and cfg.lora_alpha == 32 and cfg.lora_dropout == 0.05
+    assert cfg.lora_r == 16 and cfg.lora_alpha == 32 and cfg.lora_dropout == 0.0  # quick: no dropout (CPU cost)
+    assert cfg.kl == 0.0  # the preset's KL term is genpi's: another method leaves it out
+    assert TrainConfig.from_preset("quick").kl == 1.0 and TrainConfig.from_preset("paper").kl == 0.0
+    assert TrainConfig.from_preset("paper").lora_dropout == 0.05  # the paper's recipe
     assert not cfg.uses_pg and cfg.uses_sft
     assert TrainConfig(method="genpi", lam=0.0).uses_sft is False
     for bad in (dict(lam=1.5), dict(lora_r=12), dict(method="dpo"), dict(epochs=0), dict(pg_fraction=0)):

@@ -121,6 +121,14 @@ class TrainConfig(StageConfig):
         if self.save_steps < 0 or self.logging_steps < 0:
             bad("--save-steps and --logging-steps must be >= 0")
 
+    @classmethod
+    def from_preset(cls, preset: str, **overrides):
+        """As StageConfig.from_preset; a preset's `kl` belongs to the genpi joint loss, so another method
+        leaves it out unless --kl is given (which that method then refuses)."""
+        if overrides.get("method") not in (None, "genpi") and overrides.get("kl") is None:
+            overrides["kl"] = 0.0
+        return super().from_preset(preset, **overrides)
+
     @property
     def uses_pg(self) -> bool:
         return self.method == "genpi" and self.lam < 1.0
