@@ -335,3 +335,51 @@ def test_precision_sets_the_arithmetic_not_the_signature(setup, tiny_ref):
     # the same steps on the same data: the two arithmetics give close, not equal, losses
     f32, b16 = metas["fp32"]["final_loss"]["loss"], metas["bf16"]["final_loss"]["loss"]
     assert f32 != b16 and b16 == pytest.approx(f32, rel=0.1)
+
+
+def test_teacher_passes_reuse_the_prompts_kv_and_give_the_same_logits(tiny_ref):
+    """The KL term's teacher pass on top of the shared prompt's KV equals a full pass, for any batch size,
+    again and again (the prefix cache is cut back after each use); rows without the prefix fall back."""
+    from types import SimpleNamespace
+
+    from peft import LoraConfig, get_peft_model
+
+    from genpi.models import load_model
+    from genpi.train.trainer import GenpiTrainer
+
+    torch.manual_seed(0)
+    model = get_peft_model(load_model(tiny_ref), LoraConfig(r=8, target_modules="all-linear", init_lora_weights=False))
+    prefix = torch.randint(5, 900, (40,)).tolist()
+    host = SimpleNamespace(teacher_prefix=prefix, _prefix_caches={}, tokens={"teacher": 0})
+    run = GenpiTrainer._teacher_logits.__get__(host)
+    for rows, width in ((2, 12), (3, 20), (2, 7), (1, 9)):
+        suffix = torch.randint(5, 900, (rows, width))
+        ids = torch.cat([torch.tensor(prefix).expand(rows, -1), suffix], dim=1)
+        mask = torch.ones_like(ids)
+        mask[0, -3:] = 0  # a right-padded row
+        ids[0, -3:] = 0
+        pos = torch.arange(len(prefix) + 1, ids.shape[1] - 1)
+        with torch.no_grad(), model.disable_adapter():
+            want = model(input_ids=ids, attention_mask=mask, logits_to_keep=pos, use_cache=False).logits
+            got = run(model, ids, mask, pos)
+        assert torch.allclose(got[1:], want[1:], atol=1e-4) and torch.allclose(got[0, :-3], want[0, :-3], atol=1e-4)
+    assert set(host._prefix_caches) == {1, 2, 3} and host._prefix_caches[2].get_seq_length() == len(prefix)
+    counted = host.tokens["teacher"]
+    other = torch.randint(5, 900, (2, 50))  # does not start with the prefix: a plain full pass
+    with torch.no_grad(), model.disable_adapter():
+        full = model(input_ids=other, attention_mask=torch.ones_like(other), logits_to_keep=torch.arange(45, 49)).logits
+        assert torch.allclose(run(model, other, torch.ones_like(other), torch.arange(45, 49)), full, atol=1e-5)
+    assert host.tokens["teacher"] == counted + 100
+
+
+def test_teacher_prefix_stops_before_the_first_read_position():
+    from genpi.train.examples import IGNORE, Example
+    from genpi.train.recipe import teacher_prefix
+
+    shared = list(range(100, 130))
+    a = Example(kind="teacher", record="a", input_ids=tuple(shared + [1, 2, 3, 4]), labels=[IGNORE] * 32 + [3, 4])
+    b = Example(kind="teacher", record="b", input_ids=tuple(shared + [1, 2, 9, 9]), labels=[IGNORE] * 31 + [2, 9, 9])
+    assert teacher_prefix([a, b]) == shared  # 32 tokens are shared, but b's first label (31) is read from position 30
+    assert teacher_prefix([a]) == [] and teacher_prefix(None) == []
+    c = Example(kind="teacher", record="c", input_ids=tuple([7] + shared), labels=[IGNORE] * 30 + [shared[-1]])
+    assert teacher_prefix([a, c]) == []  # no shared start

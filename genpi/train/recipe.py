@@ -130,7 +130,8 @@ class TrainRecipe:
                                on_policy=cfg.on_policy, on_policy_every=cfg.on_policy_every,
                                on_policy_tokens=cfg.on_policy_tokens,
                                on_policy_temperature=cfg.on_policy_temperature, seed=cfg.seed,
-                               pad_id=self.tok.pad_token_id, eos_id=self.tok.eos_token_id)
+                               pad_id=self.tok.pad_token_id, eos_id=self.tok.eos_token_id,
+                               teacher_prefix=teacher_prefix(built.teacher))
         trainer.remove_callback(ProgressCallback)
         trainer.remove_callback(PrinterCallback)
         if self.progress:
@@ -212,6 +213,19 @@ class TrainRecipe:
             self.tok.save_pretrained(str(tmp))
 
         return write_dir_atomically(self.out.merged, build)
+
+
+def teacher_prefix(teacher) -> list[int]:
+    """The tokens all teacher twins start with, up to the first position a KL term reads (their prompt)."""
+    from ..generate.local import shared_prefix_len
+    from .examples import IGNORE
+
+    if not teacher or len(teacher) < 2:
+        return []
+    n = shared_prefix_len([e.input_ids for e in teacher])
+    first_read = min(next(i for i, y in enumerate(e.labels) if y != IGNORE) - 1 for e in teacher)
+    n = min(n, first_read)
+    return list(teacher[0].input_ids[:n]) if n >= 16 else []
 
 
 def use_bf16(precision: str, device) -> bool:

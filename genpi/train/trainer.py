@@ -6,6 +6,7 @@ accelerate / FSDP / DeepSpeed) is the stock Trainer's.
 
 from __future__ import annotations
 
+import copy
 import math
 import sys
 import time
@@ -33,8 +34,13 @@ class GenpiTrainer(Trainer):
 
     def __init__(self, *args, method: str, lam: float, kl_weight: float, on_policy: float = 0.0,
                  on_policy_every: int = 4, on_policy_tokens: int = 64, on_policy_temperature: float = 1.0,
-                 seed: int = 0, pad_id: int = 0, eos_id: int | None = None, **kwargs):
+                 seed: int = 0, pad_id: int = 0, eos_id: int | None = None,
+                 teacher_prefix: list[int] | None = None, **kwargs):
         super().__init__(*args, **kwargs)
+        # the tokens every teacher twin starts with (the prompt): their KV is computed once per run and
+        # reused by every teacher pass, which then runs only the rest of each sequence
+        self.teacher_prefix = list(teacher_prefix or [])
+        self._prefix_caches: dict[int, object] = {}
         self.method, self.lam, self.kl_weight = method, lam, kl_weight
         self.on_policy, self.on_policy_every, self.seed = on_policy, on_policy_every, seed
         self.on_policy_tokens, self.on_policy_temperature = on_policy_tokens, on_policy_temperature
@@ -65,13 +71,47 @@ class GenpiTrainer(Trainer):
         peft_model.eval()
         try:
             with torch.no_grad(), peft_model.disable_adapter():
-                out = peft_model(input_ids=inputs["teacher_input_ids"], attention_mask=inputs["teacher_attention_mask"],
-                                 logits_to_keep=pos, use_cache=False)
+                logits = self._teacher_logits(peft_model, inputs["teacher_input_ids"],
+                                              inputs["teacher_attention_mask"], pos)
         finally:
             peft_model.train(was_training)
         targets = losses.targets_at(labels, pos)
-        self.tokens["teacher"] += int(inputs["teacher_attention_mask"].sum())
-        return losses.supervised_rows(out.logits, targets), targets[targets != losses.IGNORE]
+        return losses.supervised_rows(logits, targets), targets[targets != losses.IGNORE]
+
+    def _teacher_logits(self, peft_model, ids: torch.Tensor, mask: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+        """Logits of the prompted base model at `pos` (call with the adapter off, under no_grad).
+
+        When every row starts with the run's teacher prefix and nothing before its end is predicted,
+        only the rest of each row is run, on top of the prefix's KV (computed once, copied per batch
+        size, cut back to the prefix after each use)."""
+        from ..models import cache_kwargs, output_cache
+
+        n = len(self.teacher_prefix)
+        prefix = torch.tensor(self.teacher_prefix, device=ids.device)
+        if not n or ids.shape[1] <= n or int(pos.min()) < n or not bool((ids[:, :n] == prefix).all()):
+            self.tokens["teacher"] += int(mask.sum())
+            return peft_model(input_ids=ids, attention_mask=mask, logits_to_keep=pos, use_cache=False).logits
+        rows = ids.shape[0]
+        cache = self._prefix_caches.get(rows)
+        if cache is None:
+            if 1 not in self._prefix_caches:
+                one = peft_model(input_ids=prefix[None], use_cache=True)
+                self._prefix_caches[1] = output_cache(one)
+                self.tokens["teacher"] += n
+            if rows > 1:
+                cache = copy.deepcopy(self._prefix_caches[1])
+                cache.batch_repeat_interleave(rows)
+                self._prefix_caches[rows] = cache
+            cache = self._prefix_caches[rows]
+        try:
+            out = peft_model(input_ids=ids[:, n:], attention_mask=mask, logits_to_keep=pos - n, use_cache=True,
+                             **cache_kwargs(peft_model, cache))
+        finally:
+            extra = cache.get_seq_length() - n
+            if extra > 0:
+                cache.crop(-extra)  # back to the prefix (a negative count: the same in old and new transformers)
+        self.tokens["teacher"] += int(mask[:, n:].sum())
+        return out.logits
 
     def _on_policy_kl(self, model, inputs) -> torch.Tensor | None:
         """Mean per-token reverse KL(adapter || prompted teacher) on replies the adapter samples itself."""
@@ -93,9 +133,8 @@ class GenpiTrainer(Trainer):
             teacher = scored_batch([t_ctx[i] for i in rows], [replies[i] for i in rows], pad)
             with torch.no_grad(), peft_model.disable_adapter():
                 t_pos = losses.predict_positions(teacher["labels"])
-                t_out = peft_model(input_ids=teacher["input_ids"].to(peft_model.device),
-                                   attention_mask=teacher["attention_mask"].to(peft_model.device),
-                                   logits_to_keep=t_pos, use_cache=False)
+                t_logits = self._teacher_logits(peft_model, teacher["input_ids"].to(peft_model.device),
+                                                teacher["attention_mask"].to(peft_model.device), t_pos)
         finally:
             peft_model.train(was_training)
         s_pos = losses.predict_positions(student["labels"])
@@ -103,11 +142,10 @@ class GenpiTrainer(Trainer):
                       attention_mask=student["attention_mask"].to(peft_model.device), logits_to_keep=s_pos,
                       use_cache=False)
         s_targets = losses.targets_at(student["labels"], s_pos).to(s_out.logits.device)
-        t_targets = losses.targets_at(teacher["labels"], t_pos).to(t_out.logits.device)
+        t_targets = losses.targets_at(teacher["labels"], t_pos).to(t_logits.device)
         s_rows = losses.supervised_rows(s_out.logits, s_targets)
-        t_rows = losses.supervised_rows(t_out.logits, t_targets)
+        t_rows = losses.supervised_rows(t_logits, t_targets)
         self.tokens["trained"] += int(student["attention_mask"].sum())
-        self.tokens["teacher"] += int(teacher["attention_mask"].sum())
         self.tokens["on_policy_sampled"] = self.tokens.get("on_policy_sampled", 0) + sum(len(r) for r in replies)
         # token_kl(p, q) = KL(p || q): the adapter's distribution first makes it the reverse KL
         return token_kl(s_rows, t_rows).mean()
