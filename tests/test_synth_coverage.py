@@ -144,3 +144,42 @@ def test_coverage_zero_asks_as_the_paper_does(write, tiny_ref, tmp_path):
     cfg = SynthConfig.from_preset("smoke", sc, num_inputs=4, max_turns=1, batch_size=4, coverage=0.0)
     synthesize(sc, tiny_ref, None, tmp_path / "D", cfg, base_backend=fake, generator_backend=fake, progress=False)
     assert canned.aimed == []
+
+
+class Rotating(Canned):
+    """Teacher replies cycle through the three facts, per conversation: greedy first, then each sample."""
+
+    FACTS = ["A double kayak is 45 euros a day.", "A single kayak is 30 euros a day.",
+             "Life jackets are free with every kayak."]
+
+    def __init__(self):
+        super().__init__()
+        self.teacher_calls: dict[str, int] = {}
+
+    def __call__(self, conv):
+        if conv[0]["content"].startswith("Facts:"):
+            k = self.teacher_calls.get(conv[-1]["content"], 0)
+            self.teacher_calls[conv[-1]["content"]] = k + 1
+            return self.FACTS[k % 3]
+        return super().__call__(conv)
+
+
+def test_records_spread_over_units_and_teacher_replies_use_the_unit_aimed_at(write, tiny_ref, tmp_path):
+    sc = load_scenario(write("kayaks.yaml", SCENARIO))
+    canned = Rotating()
+    fake = FakeBackend(canned, name="base")
+    cfg = SynthConfig.from_preset("smoke", sc, num_inputs=6, max_turns=1, batch_size=6, coverage=0.5)
+    summary = synthesize(sc, tiny_ref, None, tmp_path / "D", cfg, base_backend=fake, generator_backend=fake,
+                         progress=False)
+    data = DataDir(tmp_path / "D")
+    units_of, records = data.read_input_units(), data.read_records()
+    aimed = [units_of[r.id] for r in records if r.id in units_of]
+    assert sorted(u[0] for u in aimed) == ["u1", "u2", "u3"]  # half the records, one unit each, no repeats
+    units = split_units([m.model_dump() for m in sc.prompt])
+    for r in records:
+        if r.id in units_of:  # every aimed record's teacher reply uses the unit it was aimed at
+            assert set(units_of[r.id]) <= set(drawn_on(r.teacher_output, units)), (units_of[r.id], r.teacher_output)
+        else:
+            assert r.teacher_output == Rotating.FACTS[0]  # plain inputs keep their greedy reply
+    c = summary["counts"]
+    assert c["teacher_missed_unit"] == 2 and c["teacher_unit_resampled"] == 2  # u1 and u3; u2's greedy reply fits

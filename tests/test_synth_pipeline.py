@@ -142,7 +142,7 @@ def test_a_backend_that_continues_gets_the_examples_as_the_start_of_its_list(sc,
             return f" {REQUESTS[2 * k]}\n{conv[-1]['content'].count(chr(10)) + 2}. {REQUESTS[2 * k + 1]}"
         return Canned()(conv)
 
-    _run(sc, tiny_ref, tmp_path / "D", canned, num_inputs=4, max_turns=1, continues=True)
+    _run(sc, tiny_ref, tmp_path / "D", canned, num_inputs=4, max_turns=1, continues=True, coverage=0.0)
     first = seen[0]
     assert [m["role"] for m in first] == ["user", "assistant"]
     assert first[1]["content"] in ("1. How many users are on this machine?\n2. Show the free disk space.\n3.",
@@ -265,7 +265,8 @@ def test_too_few_inputs_stops_with_a_clear_message(sc, tiny_ref, tmp_path):
     with pytest.raises(GenpiError, match=r"only 0 of 3 pseudo inputs survived .* rounds .*seed"):
         _run(sc, tiny_ref, tmp_path / "D", only_seeds, num_inputs=3, max_rounds=2)
     meta = json.loads((tmp_path / "D" / "meta.json").read_text())
-    assert meta["status"] == "short" and meta["counts"]["rounds"] == 2 and meta["filter_drops"]["seed"] == 3 * 2 * 2
+    assert meta["status"] == "short" and meta["counts"]["rounds"] == 2
+    assert meta["filter_drops"]["seed"] == meta["counts"]["candidates"] >= 2 * 2 * 2  # every candidate was a seed
 
 
 def test_empty_greedy_replies_are_retried_sampled(sc, tiny_ref, tmp_path):
@@ -323,7 +324,7 @@ def test_sigterm_stops_between_records(sc, tiny_ref, tmp_path, capsys):
     old = signal.signal(signal.SIGTERM, _unhandled)  # without genpi's handler, SIGTERM would end pytest
     try:
         with pytest.raises(KeyboardInterrupt):
-            _run(sc, tiny_ref, out, TermAt(3), num_inputs=5, max_turns=2, batch_size=1)
+            _run(sc, tiny_ref, out, TermAt(3), num_inputs=5, max_turns=2, batch_size=1, coverage=0.0)
         assert signal.getsignal(signal.SIGTERM) is _unhandled  # genpi's handler is gone again
     finally:
         signal.signal(signal.SIGTERM, old)
@@ -332,7 +333,7 @@ def test_sigterm_stops_between_records(sc, tiny_ref, tmp_path, capsys):
     assert len(lines) == 2 and all(Record.model_validate(json.loads(x)) for x in lines)  # records 1 and 2, whole
     assert json.loads((out / "meta.json").read_text())["status"] == "interrupted"
     canned = Canned()
-    _run(sc, tiny_ref, out, canned, num_inputs=5, max_turns=2, batch_size=1)
+    _run(sc, tiny_ref, out, canned, num_inputs=5, max_turns=2, batch_size=1, coverage=0.0)  # no aimed resampling
     recs = _records(out)
     assert len(recs) == 5 and len({r["input"] for r in recs}) == 5
     # only the three missing records were made (first turn + one more each), and record 3's first turn,

@@ -34,6 +34,8 @@ class SynthConfig(StageConfig):
                                   "0: every call continues the list of example requests (the paper's way)",
                              metavar="F")
     coverage_k: int = option(2, "inputs each unit should get before calls aim at pairs of units", cli=False)
+    aimed_per_call: int = option(2, "requests asked for in a call aimed at a unit (few, so that a round's aimed "
+                                    "calls spread over many units)", cli=False)
     examples_shown: int = option(3, "example requests shown per call (seeds or kept inputs)", cli=False)
     batch_size: int = option(8, "records generated together", metavar="B")
     reason_sentences: int = option(5, "sentences asked for in a reason", cli=False)
@@ -53,7 +55,7 @@ class SynthConfig(StageConfig):
         if not 0.0 <= self.coverage <= 1.0:
             raise GenpiError(f"--coverage must be between 0 and 1, not {self.coverage}")
         at_least(self, 0, "teacher_samples")
-        at_least(self, 1, "coverage_k", "num_inputs", "max_turns", "max_new_tokens", "reason_tokens", "input_tokens",
+        at_least(self, 1, "coverage_k", "aimed_per_call", "num_inputs", "max_turns", "max_new_tokens", "reason_tokens", "input_tokens",
                  "inputs_per_call", "calls_per_round", "batch_size")
         if self.input_tokens is None:
             self.input_tokens = 2 * self.max_new_tokens

@@ -65,7 +65,8 @@ class _Run:
         self.data = DataDir(self.out)
         self.seconds = dict.fromkeys(STAGES, 0.0)
         self.counts = {"candidates": 0, "rounds": 0, "rejected_outputs": 0, "sampled_retries": 0,
-                       "teacher_broke_checks": 0, "teacher_resampled": 0}
+                       "teacher_broke_checks": 0, "teacher_resampled": 0, "teacher_missed_unit": 0,
+                       "teacher_unit_resampled": 0}
         self.shortfall: str | None = None
 
     # -- setup ------------------------------------------------------------------------------
@@ -151,9 +152,30 @@ class _Run:
                                          "set_aside": aside})
 
     def _todo(self) -> list[str]:
+        """The inputs the next records answer: a `coverage` share aimed at units, one unit after another
+        (the least covered by records first), the rest from the plain list continuation, in pool order."""
         need = self.cfg.num_inputs - len(self.records)
         free = [x for x in self.pool if input_id(x) not in self.records and input_id(x) not in self.rejected]
-        return free[:max(0, need)]
+        if need <= 0:
+            return []
+        units_of = lambda x: self.input_units.get(input_id(x), ())  # noqa: E731
+        aimed, plain = [x for x in free if units_of(x)], [x for x in free if not units_of(x)]
+        have: dict[str, int] = {}
+        for r in self.records.values():
+            for uid in self.input_units.get(r.id, ()):
+                have[uid] = have.get(uid, 0) + 1
+        queues: dict[str, list[str]] = {}
+        for x in aimed:
+            queues.setdefault(units_of(x)[0], []).append(x)
+        spread = []
+        while any(queues.values()):  # round-robin over units, least covered first
+            for uid in sorted(queues, key=lambda u: (have.get(u, 0), int(u[1:]) if u[1:].isdigit() else 0)):
+                if queues[uid]:
+                    spread.append(queues[uid].pop(0))
+                    have[uid] = have.get(uid, 0) + 1
+        n_aimed = min(len(spread), max(need - len(plain), round(need * self.cfg.coverage)))
+        picked = set(spread[:n_aimed] + plain[:need - n_aimed])
+        return [x for x in free if x in picked]
 
     # -- stage 1: pseudo inputs -------------------------------------------------------------
     def _inputs(self) -> list[str]:
@@ -171,12 +193,12 @@ class _Run:
             for r in range(rounds):
                 rng = random.Random(f"{cfg.seed}/{len(self.pool)}/{self.counts['candidates']}/{r}")
                 n_calls = min(cfg.calls_per_round, max(2, need - len(todo)))
-                aims = self._aims(round(n_calls * cfg.coverage) if self.units else 0, rng)
-                aims += [()] * (n_calls - len(aims))
+                aims = self._aims(self._aimed_calls(need - len(todo), n_calls), rng)
+                aims += [()] * max(1 if cfg.coverage < 1 else 0, round(n_calls * (1 - cfg.coverage)))
                 by_id = {u.id: u for u in self.units}
                 calls = [stages.inputs_prompt(
                     self.sc, stages.pick_examples(self.sc.seed_inputs, self.pool, cfg.examples_shown, rng),
-                    cfg.inputs_per_call, rng, continues,
+                    cfg.aimed_per_call if aim else cfg.inputs_per_call, rng, continues,
                     focus=stages.aimed_focus([by_id[u].describe() for u in aim]) if aim else None) for aim in aims]
                 replies = gen.chat(calls, max_new_tokens=cfg.input_tokens, seed=rng.randrange(2**31),
                                    **stages.INPUTS.sampling())
@@ -215,6 +237,15 @@ class _Run:
                 f"to the scenario, or lower --num-inputs; rerun to keep trying (kept inputs are saved)")
         return todo
 
+    def _aimed_calls(self, missing: int, n_calls: int) -> int:
+        """How many of a round's calls aim at units: one for each input of the `coverage` share still
+        missing (so that share can come from as many different units), at most one per unit and at
+        most two rounds' worth of calls."""
+        cfg = self.cfg
+        if not self.units or cfg.coverage <= 0:
+            return 0
+        return max(1, min(round(missing * cfg.coverage), len(self.units), 2 * n_calls))
+
     def _aims(self, n: int, rng: random.Random) -> list[tuple[str, ...]]:
         """The units the next `n` calls aim at: the least covered unit each, until every unit has
         coverage_k inputs in the pool; then pairs (the least covered unit and another at random)."""
@@ -232,7 +263,7 @@ class _Run:
                 other = rng.choice([uid for uid in counts if uid != low])
                 out.append(tuple(sorted((low, other), key=lambda uid: int(uid[1:]))))
             for uid in out[-1]:
-                counts[uid] += self.cfg.inputs_per_call  # what the call should bring, so the next aims elsewhere
+                counts[uid] += self.cfg.aimed_per_call  # what the call should bring, so the next aims elsewhere
         return out
 
     # -- stages 2-4: outputs, reasons, role-play, one batch of records at a time ---------------
@@ -272,7 +303,7 @@ class _Run:
     def _chunk(self, xs: list[str], bars) -> list[Record | None]:
         cfg, sc = self.cfg, self.sc
         teacher = self._timed("teacher", bars, lambda: self._obeying(
-            [teacher_messages(sc, x) for x in xs]))
+            [teacher_messages(sc, x) for x in xs], [self.input_units.get(input_id(x), ()) for x in xs]))
         student = self._timed("student", bars, lambda: self._nonempty(
             self.base(), [student_messages(sc, x) for x in xs]))
         ok = [i for i in range(len(xs)) if teacher[i] and student[i]]
@@ -308,27 +339,46 @@ class _Run:
         env = SimulatedEnvironment(sc, self.gen(), cfg.max_new_tokens, seed=cfg.seed)
         return run_episodes(xs, firsts, agent, env, cfg.max_turns)
 
-    def _obeying(self, convs: list[list[dict]]) -> list[str]:
+    def _obeying(self, convs: list[list[dict]], aims: list[tuple[str, ...]] | None = None) -> list[str]:
         """Teacher replies, greedy; one that breaks a scenario check is sampled again (up to
-        cfg.teacher_samples times) and the first sample passing every check replaces it."""
+        cfg.teacher_samples times) and the first sample passing every check replaces it. A reply to an
+        input aimed at units of the prompt that draws on none of them is sampled again too, and the first
+        sample that passes the checks and draws on one of those units replaces it (else it stays)."""
         cfg, checks = self.cfg, self.sc.eval.checks
+        aims = aims or [()] * len(convs)
+        words = distinctive_words(self.units) if any(aims) else {}
+
+        def passes(r: str) -> bool:
+            return all(c.passes(r) for c in checks)
+
+        def draws(r: str, i: int) -> bool:
+            return not aims[i] or bool(set(drawn_on(r, self.units, distinctive=words)) & set(aims[i]))
+
         out = self._nonempty(self.base(), convs)
-        bad = [i for i, r in enumerate(out) if r and not all(c.passes(r) for c in checks)]
-        self.counts["teacher_broke_checks"] += len(bad)
-        for attempt in range(cfg.teacher_samples if checks else 0):
-            if not bad:
+        fix_checks = {i for i, r in enumerate(out) if r and not passes(r)}
+        fix_unit = {i for i, r in enumerate(out) if r and i not in fix_checks and not draws(r, i)}
+        self.counts["teacher_broke_checks"] += len(fix_checks)
+        self.counts["teacher_missed_unit"] += len(fix_unit)
+        for attempt in range(cfg.teacher_samples):
+            todo = sorted(fix_checks | fix_unit)
+            if not todo:
                 break
-            again = self.base().chat([convs[i] for i in bad], max_new_tokens=cfg.max_new_tokens, temperature=0.7,
+            again = self.base().chat([convs[i] for i in todo], max_new_tokens=cfg.max_new_tokens, temperature=0.7,
                                      top_p=0.9, seed=cfg.seed + 101 + attempt)
-            left = []
-            for i, r in zip(bad, again):
+            for i, r in zip(todo, again):
                 r = stages.parse_output(r)
-                if r and all(c.passes(r) for c in checks):
+                if not r or not passes(r):
+                    continue
+                if i in fix_checks:
                     out[i] = r
+                    fix_checks.discard(i)
                     self.counts["teacher_resampled"] += 1
-                else:
-                    left.append(i)
-            bad = left
+                    if aims[i] and not draws(r, i):
+                        fix_unit.add(i)
+                elif draws(r, i):
+                    out[i] = r
+                    fix_unit.discard(i)
+                    self.counts["teacher_unit_resampled"] += 1
         return out
 
     def _nonempty(self, backend, convs, stage: stages.Stage | None = None, max_new_tokens: int | None = None):
@@ -441,6 +491,10 @@ def format_summary(s: dict) -> str:
             f"{k} {v}/{s['records']}" for k, v in s["teacher_checks"].items()))
         lines.append(f"  greedy teacher replies that broke a check: {c.get('teacher_broke_checks', 0)}, "
                      f"replaced by a sample that passes: {c.get('teacher_resampled', 0)}")
+        if c.get("teacher_missed_unit"):
+            lines.append(f"  teacher replies to aimed inputs that drew on none of their units: "
+                         f"{c['teacher_missed_unit']}, replaced by a sample that does: "
+                         f"{c.get('teacher_unit_resampled', 0)}")
     lines.append("  seconds per stage (this run): " + ", ".join(f"{k} {v:.1f}" for k, v in s["stage_seconds"].items())
                  + f"; wall {s['wall_seconds']:.1f}")
     return "\n".join(lines)
