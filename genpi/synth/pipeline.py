@@ -247,16 +247,18 @@ class _Run:
         return max(1, min(round(missing * cfg.coverage), len(self.units), 2 * n_calls))
 
     def _aims(self, n: int, rng: random.Random) -> list[tuple[str, ...]]:
-        """The units the next `n` calls aim at: the least covered unit each, until every unit has
-        coverage_k inputs in the pool; then pairs (the least covered unit and another at random)."""
+        """The units the next `n` calls aim at: the least covered unit each (demonstrations after the
+        other units), until every unit has coverage_k inputs in the pool; then pairs (the least covered
+        unit and another at random)."""
         counts = {u.id: 0 for u in self.units}
+        kinds = {u.id: u.kind for u in self.units}  # demonstrations last: their form is learnt anyway
         for x in self.pool:
             for uid in self.input_units.get(input_id(x), ()):
                 if uid in counts:
                     counts[uid] += 1
         out: list[tuple[str, ...]] = []
         for _ in range(n):
-            low = min(counts, key=lambda uid: (counts[uid], int(uid[1:])))
+            low = min(counts, key=lambda uid: (counts[uid], kinds[uid] == "example", int(uid[1:])))
             if counts[low] < self.cfg.coverage_k or len(counts) < 2:
                 out.append((low,))
             else:
