@@ -1,0 +1,82 @@
+"""benchmarks/compare_methods.py: one synthesis per seed, every method trained on it, one evaluation, and
+a table of mean and spread that comes from the reports (tiny model, smoke preset)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+SCRIPT = REPO / "benchmarks" / "compare_methods.py"
+
+SCENARIO = """\
+name: mini-desk
+prompt: |
+  Facts:
+  - Single kayak: 30 euros a day.
+  - Double kayak: 45 euros a day.
+
+  Rules:
+  1. Start every reply with "Ahoy!".
+student_template: "{input}"
+seed_inputs: ["How much is a kayak?", "Are you open on Monday?"]
+eval:
+  checks: [{name: greeting, regex: '\\AAhoy!'}]
+  inputs:
+    - {input: "What does a double kayak cost?", expect: {contains: ["45"]}}
+    - {input: "Is a single kayak cheaper?", expect: {contains: ["30"]}}
+"""
+
+
+def _script():
+    spec = importlib.util.spec_from_file_location("compare_methods", SCRIPT)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def test_compares_methods_over_seeds_and_resumes(tmp_path, capsys, tiny_ref):
+    sc = tmp_path / "mini.yaml"
+    sc.write_text(SCENARIO)
+    out = tmp_path / "cmp"
+    mod = _script()
+    args = [str(sc), "--out", str(out), "--seeds", "0,1", "--methods", "genpi,genpi+kl", "--preset", "smoke"]
+    assert mod.main(args) == 0
+    table = capsys.readouterr().out
+    result = json.loads((out / "compare.json").read_text())
+    per = result["summary"]["mini-desk"]
+    assert list(per) == ["with_prompt", "no_prompt", "genpi", "genpi+kl"]
+    for v in per.values():
+        assert v["seeds"] == [0, 1] and len(v["score"]) == 2 and set(v["checks"]) == {"greeting"}
+    for seed in (0, 1):  # the KL method is genpi with the KL term, trained on that seed's one synthesis
+        meta = json.loads((out / "mini-desk" / f"seed{seed}" / "adapters" / "genpi+kl" / "genpi.json").read_text())
+        assert meta["method"] == "genpi" and meta["hyperparameters"]["kl"] == 1.0 and meta["hyperparameters"]["seed"] == seed
+        assert "kl" in meta["final_loss"]
+    rows = [line for line in table.splitlines() if line.startswith("|")]
+    assert len(rows) == 2 + 4 and "| genpi+kl | 2 |" in rows[-1]
+    assert (out / "compare.png").is_file() and (out / "compare.md").read_text().strip() == "\n".join(rows)
+    # everything is stored: a second run redoes nothing and prints the same table
+    assert mod.main(args + ["--summary-only"]) == 0
+    assert [line for line in capsys.readouterr().out.splitlines() if line.startswith("|")] == rows
+
+
+def test_bad_options_stop_with_one_line(tmp_path, capsys):
+    mod = _script()
+    with pytest.raises(SystemExit) as e:
+        mod.main(["x.yaml", "--out", str(tmp_path), "--methods", "genpi,magic"])
+    assert e.value.code == 2 and "unknown magic" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        mod.main(["x.yaml", "--out", str(tmp_path), "--seeds", "a,b"])
+    assert "give integers" in capsys.readouterr().err
