@@ -117,13 +117,17 @@ class Canned:
         return "I do not know."
 
 
-def test_synthesis_aims_inputs_at_units_and_reports_coverage(write, tiny_ref, tmp_path):
+def _synth(write, tiny_ref, out, canned, **settings):
+    """The kayak scenario synthesized with `canned` as base model and generator; (scenario, summary)."""
     sc = load_scenario(write("kayaks.yaml", SCENARIO))
-    canned = Canned()
     fake = FakeBackend(canned, name="base")
-    cfg = SynthConfig.from_preset("smoke", sc, num_inputs=6, max_turns=1, batch_size=3, coverage=0.5)
-    summary = synthesize(sc, tiny_ref, None, tmp_path / "D", cfg, base_backend=fake, generator_backend=fake,
-                         progress=False)
+    cfg = SynthConfig.from_preset("smoke", sc, **{"num_inputs": 6, "max_turns": 1, **settings})
+    return sc, synthesize(sc, tiny_ref, None, out, cfg, base_backend=fake, generator_backend=fake, progress=False)
+
+
+def test_synthesis_aims_inputs_at_units_and_reports_coverage(write, tiny_ref, tmp_path):
+    canned = Canned()
+    sc, summary = _synth(write, tiny_ref, tmp_path / "D", canned, batch_size=3, coverage=0.5)
     assert canned.aimed and '"Facts: Single kayak: 30 euros a day."' in canned.aimed[0]  # least covered first
     rows = [json.loads(line) for line in (tmp_path / "D" / "inputs.jsonl").read_text().splitlines()]
     assert any(r.get("units") == ["u1"] for r in rows) and any("units" not in r for r in rows)
@@ -138,11 +142,8 @@ def test_synthesis_aims_inputs_at_units_and_reports_coverage(write, tiny_ref, tm
 
 
 def test_coverage_zero_asks_as_the_paper_does(write, tiny_ref, tmp_path):
-    sc = load_scenario(write("kayaks.yaml", SCENARIO))
     canned = Canned()
-    fake = FakeBackend(canned, name="base")
-    cfg = SynthConfig.from_preset("smoke", sc, num_inputs=4, max_turns=1, batch_size=4, coverage=0.0)
-    synthesize(sc, tiny_ref, None, tmp_path / "D", cfg, base_backend=fake, generator_backend=fake, progress=False)
+    _synth(write, tiny_ref, tmp_path / "D", canned, num_inputs=4, batch_size=4, coverage=0.0)
     assert canned.aimed == []
 
 
@@ -165,12 +166,7 @@ class Rotating(Canned):
 
 
 def test_records_spread_over_units_and_teacher_replies_use_the_unit_aimed_at(write, tiny_ref, tmp_path):
-    sc = load_scenario(write("kayaks.yaml", SCENARIO))
-    canned = Rotating()
-    fake = FakeBackend(canned, name="base")
-    cfg = SynthConfig.from_preset("smoke", sc, num_inputs=6, max_turns=1, batch_size=6, coverage=0.5)
-    summary = synthesize(sc, tiny_ref, None, tmp_path / "D", cfg, base_backend=fake, generator_backend=fake,
-                         progress=False)
+    sc, summary = _synth(write, tiny_ref, tmp_path / "D", Rotating(), batch_size=6, coverage=0.5)
     data = DataDir(tmp_path / "D")
     units_of, records = data.read_input_units(), data.read_records()
     aimed = [units_of[r.id] for r in records if r.id in units_of]

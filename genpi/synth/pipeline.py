@@ -169,7 +169,7 @@ class _Run:
             queues.setdefault(units_of(x)[0], []).append(x)
         spread = []
         while any(queues.values()):  # round-robin over units, least covered first
-            for uid in sorted(queues, key=lambda u: (have.get(u, 0), int(u[1:]) if u[1:].isdigit() else 0)):
+            for uid in sorted(queues, key=lambda u: (have.get(u, 0), int(u[1:]))):
                 if queues[uid]:
                     spread.append(queues[uid].pop(0))
                     have[uid] = have.get(uid, 0) + 1
