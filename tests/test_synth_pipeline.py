@@ -404,3 +404,53 @@ def test_env_auto_uses_a_real_shell_where_the_scenario_has_one(sc, monkeypatch):
 
     monkeypatch.setattr(sandbox, "check_sandbox", refuse)
     assert SynthConfig.from_preset("smoke", shell_sc).resolved(shell_sc).env == "simulated"
+
+
+AGENT_EVAL = """\
+  environment:
+    kind: shell
+    protocol:
+      command: '```sh\\n(?P<command>(?s:.*?))\\n```'
+      answer: '(?m)^Final: (?P<answer>.*)$'
+    problems: {file: problems.json}
+"""
+
+
+def test_agent_replies_hold_one_valid_action_of_the_protocol(write, tiny_ref, tmp_path):
+    """In an agent scenario, a teacher or role-play reply with no valid action (here a block not tagged sh)
+    is sampled again like one that breaks a check, and every kept reply ends at its first action; the
+    scenario's checks hold the first reply only."""
+    write("problems.json", "[]")
+    sc = load_scenario(write("agent.yaml", SCENARIO.replace("eval:\n", "eval:\n" + AGENT_EVAL)))
+    canned = Canned()
+
+    class Backend(FakeBackend):
+        def chat(self, conversations, *, max_new_tokens, temperature=0.0, top_p=1.0, seed=None):
+            out = []
+            for conv in conversations:
+                if not conv[0]["content"].startswith("You are a shell agent"):
+                    out.append(canned(conv))
+                elif len(conv) <= 2:  # the first reply: untagged block when greedy; a sample runs on
+                    out.append("Think: look.\n```\nls\n```" if temperature == 0 else
+                               "Think: look.\n```sh\nls\n```\nOutput:\n42\nFinal: 42")
+                else:  # a later turn: no action when greedy; a sample answers (no Think line: the checks
+                    out.append("It is 42." if temperature == 0 else "Final: 42\nBye.")  # are for first replies)
+            return out
+
+    base = Backend(name="base")
+    cfg = SynthConfig.from_preset("smoke", sc, num_inputs=3, max_turns=2, batch_size=2, env="simulated")
+    synthesize(sc, tiny_ref, None, tmp_path / "D", cfg, base_backend=base, generator_backend=base, progress=False)
+    recs = _records(tmp_path / "D")
+    assert len(recs) == 3
+    for r in recs:
+        agent = [m["content"] for m in r["conversation"] if m["role"] == "assistant"]
+        assert r["teacher_output"] == agent[0] == "Think: look.\n```sh\nls\n```"
+        assert agent[1:] == ["Final: 42"]
+    meta = json.loads((tmp_path / "D" / "meta.json").read_text())
+    assert meta["counts"]["teacher_broke_checks"] == meta["counts"]["teacher_resampled"] == 3
+    assert meta["counts"]["agent_broke_checks"] == meta["counts"]["agent_resampled"] == 3
+    assert meta["teacher_checks"] == {"protocol": 3, "valid action": 3}
+    assert meta["identity"]["settings"]["agent_replies"] == "valid actions, cut after the first"
+    assert "role-play agent turns that broke a check" in format_summary(
+        synthesize(sc, tiny_ref, None, tmp_path / "D", cfg, base_backend=base, generator_backend=base,
+                   progress=False))

@@ -40,7 +40,8 @@ class SynthConfig(StageConfig):
     batch_size: int = option(8, "records generated together", metavar="B")
     reason_sentences: int = option(5, "sentences asked for in a reason", cli=False)
     teacher_samples: int = option(4, "sampled retries of a teacher reply that breaks one of the scenario's checks "
-                                     "(eval.checks; never the held-out expectations): the first that passes them all "
+                                     "(eval.checks; never the held-out expectations) or, in an agent scenario, holds "
+                                     "no valid action (every role-play turn too): the first that passes them all "
                                      "is kept, else the greedy reply; 0: keep every greedy reply", metavar="N")
     empty_retries: int = option(2, "sampled retries of an empty greedy reply", cli=False)
     seed: int = option(0, "seed of the sampled stages", metavar="S")

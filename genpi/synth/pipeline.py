@@ -22,6 +22,7 @@ from tqdm import tqdm
 from .. import __version__
 from ..artifacts import DataDir, Record, SynthMeta, input_id, text_sha256
 from ..envs import SimulatedEnvironment, run_episodes
+from ..envs.protocols import Protocol, build_protocol, first_action
 from ..errors import GenpiError
 from ..generate.cache import CachedBackend
 from ..generate.local import local_backend
@@ -66,15 +67,19 @@ class _Run:
         self.seconds = dict.fromkeys(STAGES, 0.0)
         self.counts = {"candidates": 0, "rounds": 0, "rejected_outputs": 0, "sampled_retries": 0,
                        "teacher_broke_checks": 0, "teacher_resampled": 0, "teacher_missed_unit": 0,
-                       "teacher_unit_resampled": 0}
+                       "teacher_unit_resampled": 0, "agent_broke_checks": 0, "agent_resampled": 0}
         self.shortfall: str | None = None
+        self.protocol, self.cut = agent_protocol(sc)
 
     # -- setup ------------------------------------------------------------------------------
     def identity(self) -> dict:
+        settings = self.cfg.shaping()
+        if self.protocol is not None:  # folders made before agent replies were held to the protocol start afresh
+            settings["agent_replies"] = "valid actions" + (", cut after the first" if self.cut else "")
         return {"scenario_sha256": self.sc.sha256(),
                 "base_model": {"spec": self.ref.spec, "fingerprint": self.ref.fingerprint()},
                 "generator": self.gen_spec.describe(self.ref.spec),
-                "settings": self.cfg.shaping()}
+                "settings": settings}
 
     def base(self):
         if self._base is None:
@@ -330,7 +335,10 @@ class _Run:
         sc, cfg = self.sc, self.cfg
 
         def agent(idx: list[int], convs: list[list[dict]]) -> list[str]:
-            return self._nonempty(self.base(), [teacher_messages(sc, xs[i], c) for i, c in zip(idx, convs)])
+            msgs = [teacher_messages(sc, xs[i], c) for i, c in zip(idx, convs)]
+            if self.protocol is None:
+                return self._nonempty(self.base(), msgs)
+            return self._obeying(msgs, counts="agent")  # later turns hold a valid action too (checks: first replies)
 
         if cfg.env == "shell":  # real command output: a fresh sandbox per pseudo input
             env = shell_roleplay(sc)
@@ -341,26 +349,36 @@ class _Run:
         env = SimulatedEnvironment(sc, self.gen(), cfg.max_new_tokens, seed=cfg.seed)
         return run_episodes(xs, firsts, agent, env, cfg.max_turns)
 
-    def _obeying(self, convs: list[list[dict]], aims: list[tuple[str, ...]] | None = None) -> list[str]:
-        """Teacher replies, greedy; one that breaks a scenario check is sampled again (up to
-        cfg.teacher_samples times) and the first sample passing every check replaces it. A reply to an
-        input aimed at units of the prompt that draws on none of them is sampled again too, and the first
-        sample that passes the checks and draws on one of those units replaces it (else it stays)."""
-        cfg, checks = self.cfg, self.sc.eval.checks
+    def _obeying(self, convs: list[list[dict]], aims: list[tuple[str, ...]] | None = None,
+                 counts: str = "teacher") -> list[str]:
+        """Teacher replies, greedy; one that breaks a scenario check (or, in an agent scenario, holds no valid
+        action of its protocol) is sampled again (up to cfg.teacher_samples times) and the first sample
+        passing them all replaces it. A reply to an input aimed at units of the prompt that draws on none of
+        them is sampled again too, and the first sample that passes and draws on one of those units replaces
+        it (else it stays). An agent scenario's replies end at their first action, as in evaluation.
+        counts: "teacher" (first replies) or "agent" (role-play turns: held to the protocol only, as the
+        scenario's checks are written for first replies), the meta.json counters to add to."""
+        cfg = self.cfg
+        checks = self.sc.eval.checks if counts == "teacher" else []
         aims = aims or [()] * len(convs)
         words = distinctive_words(self.units) if any(aims) else {}
 
         def passes(r: str) -> bool:
-            return all(c.passes(r) for c in checks)
+            return all(c.passes(r) for c in checks) and (
+                self.protocol is None or self.protocol.parse(r).kind != "invalid")
 
         def draws(r: str, i: int) -> bool:
             return not aims[i] or bool(set(drawn_on(r, self.units, distinctive=words)) & set(aims[i]))
 
-        out = self._nonempty(self.base(), convs)
+        def cut(r: str) -> str:
+            return first_action(self.protocol, r) if self.cut and r else r
+
+        out = [cut(r) for r in self._nonempty(self.base(), convs)]
         fix_checks = {i for i, r in enumerate(out) if r and not passes(r)}
         fix_unit = {i for i, r in enumerate(out) if r and i not in fix_checks and not draws(r, i)}
-        self.counts["teacher_broke_checks"] += len(fix_checks)
-        self.counts["teacher_missed_unit"] += len(fix_unit)
+        self.counts[f"{counts}_broke_checks"] += len(fix_checks)
+        if counts == "teacher":
+            self.counts["teacher_missed_unit"] += len(fix_unit)
         for attempt in range(cfg.teacher_samples):
             todo = sorted(fix_checks | fix_unit)
             if not todo:
@@ -368,13 +386,13 @@ class _Run:
             again = self.base().chat([convs[i] for i in todo], max_new_tokens=cfg.max_new_tokens, temperature=0.7,
                                      top_p=0.9, seed=cfg.seed + 101 + attempt)
             for i, r in zip(todo, again):
-                r = stages.parse_output(r)
+                r = cut(stages.parse_output(r))
                 if not r or not passes(r):
                     continue
                 if i in fix_checks:
                     out[i] = r
                     fix_checks.discard(i)
-                    self.counts["teacher_resampled"] += 1
+                    self.counts[f"{counts}_resampled"] += 1
                     if aims[i] and not draws(r, i):
                         fix_unit.add(i)
                 elif draws(r, i):
@@ -424,6 +442,9 @@ class _Run:
                   **{k: v + int(old_counts.get(k, 0)) for k, v in self.counts.items()}}
         checks = {c.name: sum(c.passes(r.teacher_output) for r in self.records.values())
                   for c in self.sc.eval.checks}
+        if self.protocol is not None:
+            checks["valid action"] = sum(self.protocol.parse(r.teacher_output).kind != "invalid"
+                                         for r in self.records.values())
         old_secs = old.stage_seconds_total
         meta = {
             "genpi_version": __version__, "status": status, "scenario": self.sc.name,
@@ -460,6 +481,15 @@ class _Run:
         return coverage(self.units, aimed, used, k=self.cfg.coverage_k)
 
 
+def agent_protocol(sc: Scenario) -> tuple[Protocol | None, bool]:
+    """An agent scenario's action protocol (its eval.environment's), which every teacher and role-play reply
+    must hold a valid action of, and whether replies end at their first action; (None, False) otherwise."""
+    env = sc.eval.environment
+    if env is None or env.kind != "shell":
+        return None, False
+    return build_protocol(env.protocol), env.stop_at_action
+
+
 def shell_roleplay(sc: Scenario):
     """The real shell for role-play, with the scenario's eval.environment protocol and limits."""
     from ..envs.sandbox import check_sandbox
@@ -493,6 +523,9 @@ def format_summary(s: dict) -> str:
             f"{k} {v}/{s['records']}" for k, v in s["teacher_checks"].items()))
         lines.append(f"  greedy teacher replies that broke a check: {c.get('teacher_broke_checks', 0)}, "
                      f"replaced by a sample that passes: {c.get('teacher_resampled', 0)}")
+        if c.get("agent_broke_checks"):
+            lines.append(f"  role-play agent turns that broke a check or held no valid action: "
+                         f"{c['agent_broke_checks']}, replaced by a sample that passes: {c.get('agent_resampled', 0)}")
         if c.get("teacher_missed_unit"):
             lines.append(f"  teacher replies to aimed inputs that drew on none of their units: "
                          f"{c['teacher_missed_unit']}, replaced by a sample that does: "
