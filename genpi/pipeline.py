@@ -61,8 +61,9 @@ def _stage(name: str, timings: dict, fn):
 
 def run_pipeline(scenario: Scenario, model_ref: ModelRef, out_dir: str | Path, config: RunConfig,
                  methods: list[str] | tuple[str, ...] | str = ("genpi",), generator_spec: GeneratorSpec | None = None,
-                 *, bench: bool = True, progress: bool = True) -> dict:
-    """Run every stage for `scenario`; return {"report": report.json's dict, "bench": ..., "run": ...}."""
+                 *, base_api=None, bench: bool = True, progress: bool = True) -> dict:
+    """Run every stage for `scenario`; return {"report": report.json's dict, "bench": ..., "run": ...}.
+    base_api: the base model behind an endpoint, for synthesis (see synth.synthesize)."""
     from .bench import run_bench
     from .evaluate import evaluate
     from .evaluate.tasks import load_task_problems, task_environment
@@ -79,7 +80,7 @@ def run_pipeline(scenario: Scenario, model_ref: ModelRef, out_dir: str | Path, c
     timings: dict[str, float] = {}
     data = out / "data"
     _stage("synth", timings, lambda: synthesize(scenario, model_ref, generator_spec, data, config.synth,
-                                                progress=progress))
+                                                base_api=base_api, progress=progress))
     adapters = []
     for m in methods:
         a = out / "adapters" / m

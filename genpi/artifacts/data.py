@@ -101,6 +101,7 @@ class SynthMeta(BaseModel):
     stage_seconds: dict = Field(default_factory=dict)
     stage_seconds_total: dict = Field(default_factory=dict)
     coverage: dict = Field(default_factory=dict)  # synth.coverage.coverage(): the prompt's units in the data
+    endpoints: dict = Field(default_factory=dict)  # role -> the local model or the endpoint that wrote its text
     updated: str = ""
 
 

@@ -41,6 +41,19 @@ def add_generator(p: argparse.ArgumentParser) -> None:
                         "the key is never printed or written)")
 
 
+def add_model_api(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("base model behind a server (teacher, student and agent turns go there; "
+                             "training still loads --model)")
+    g.add_argument("--model-api-base", default=None, metavar="URL",
+                   help="an OpenAI-compatible endpoint serving the base model (vLLM, SGLang, llama.cpp's "
+                        "llama-server, transformers serve ...), e.g. http://localhost:8000/v1; genpi checks it "
+                        "serves the same model as --model and refuses otherwise")
+    g.add_argument("--model-api-name", default=None, metavar="NAME", help="the model name the endpoint serves")
+    g.add_argument("--model-api-key-env", default="OPENAI_API_KEY", metavar="VAR",
+                   help="environment variable holding the endpoint's API key (default: OPENAI_API_KEY; "
+                        "never printed or written)")
+
+
 def add_preset(p: argparse.ArgumentParser, default: str = "quick") -> None:
     p.add_argument("--preset", default=default, choices=list(PRESETS),
                    help=f"sizes for every stage: smoke (tests), quick (CPU minutes), paper (default: {default})")
@@ -73,6 +86,19 @@ def generator_arg(args) -> GeneratorSpec:
     if args.generator:
         return LocalSpec(resolve_model(args.generator))
     return SameSpec()
+
+
+def model_api_arg(args):
+    """--model-api-base/--model-api-name -> a genpi.generate.specs.ApiSpec of role "base", or None."""
+    from ..generate.specs import ApiSpec
+
+    if not (args.model_api_base or args.model_api_name):
+        return None
+    if not (args.model_api_base and args.model_api_name):
+        raise GenpiError("--model-api-base and --model-api-name go together: pass both (e.g. --model-api-base "
+                         "http://localhost:8000/v1 --model-api-name NAME)")
+    return ApiSpec(api_base=args.model_api_base, api_model=args.model_api_name, api_key_env=args.model_api_key_env,
+                   role="base")
 
 
 def out_dir_arg(path: str, what: str = "--out") -> Path:

@@ -21,6 +21,7 @@ def add_arguments(p):
     common.add_preset(p)
     common.add_model(p)
     common.add_generator(p)
+    common.add_model_api(p)
     p.add_argument("--methods", default="genpi", metavar="M[,M...]",
                    help=f"training methods to compare, comma-separated from {', '.join(METHODS)} (default: genpi)")
     p.add_argument("--no-bench", action="store_true", help="skip the inference-cost benchmark")
@@ -44,9 +45,10 @@ def main(args) -> int:
                                 train=overrides_from(args, TrainConfig), eval=overrides_from(args, EvalConfig))
     ref = common.model_arg(args.model, args.preset)
     gen = common.generator_arg(args)
+    served = common.model_api_arg(args)
     out = common.out_dir_arg(args.out)
     common.fit_arg(sc, ref)
-    result = run_pipeline(sc, ref, out, cfg, methods, gen, bench=not args.no_bench)
+    result = run_pipeline(sc, ref, out, cfg, methods, gen, base_api=served, bench=not args.no_bench)
     print(summary_line(result["report"]))
     if result["bench"] is not None:
         r = result["bench"]["ratios"][result["bench"]["internalized_variant"]]

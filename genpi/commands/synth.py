@@ -22,6 +22,7 @@ def add_arguments(p):
     common.add_out(p, "DATA_DIR", "folder for the records and their metadata (resumed if it exists)")
     common.add_model(p)
     common.add_generator(p)
+    common.add_model_api(p)
     common.add_preset(p)
     add_flags(p.add_argument_group("sizes (defaults: the preset's)"), SynthConfig)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -34,10 +35,11 @@ def main(args) -> int:
     cfg = SynthConfig.from_preset(args.preset, sc, **overrides_from(args, SynthConfig))
     ref = common.model_arg(args.model, args.preset)
     gen = common.generator_arg(args)
+    served = common.model_api_arg(args)
     out = common.out_dir_arg(args.out)
     common.fit_arg(sc, ref)
     from ..synth import format_summary, synthesize
 
-    summary = synthesize(sc, ref, gen, out, cfg, progress=not args.quiet)
+    summary = synthesize(sc, ref, gen, out, cfg, base_api=served, progress=not args.quiet)
     print(format_summary(summary))
     return 0

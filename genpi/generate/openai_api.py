@@ -25,17 +25,21 @@ NO_KEY = "EMPTY"  # local servers need no key, but the SDK requires one
 
 
 class OpenAIBackend:
-    """chat(...) over POST {api_base}/chat/completions, one request per conversation.
+    """chat(...) over POST {api_base}/chat/completions, one request per conversation; with `render`, over
+    POST {api_base}/completions with each conversation rendered to text by `render(conv, mode)` (the base
+    model's own chat template, genpi.models.render_chat): the server then sees exactly the text the local
+    model would, and a final assistant turn is continued.
 
     http_client: an httpx.Client for the SDK to send through (tests pass one with a MockTransport).
     """
 
     continues = False  # servers differ on continuing a final assistant turn; callers must not rely on it
 
-    def __init__(self, spec: ApiSpec, *, http_client=None):
-        self.spec = spec
+    def __init__(self, spec: ApiSpec, *, http_client=None, render=None):
+        self.spec, self.render = spec, render
+        self.continues = render is not None
         self.name = f"{spec.api_model} @ {spec.api_base}"
-        self.identity = f"{spec.api_base} {spec.api_model}"
+        self.identity = f"{spec.api_base} {spec.api_model}" + (" completions" if render else "")
         self.client = openai.OpenAI(api_key=os.environ.get(spec.api_key_env) or NO_KEY, base_url=spec.api_base,
                                     timeout=spec.timeout, max_retries=spec.retries, http_client=http_client)
 
@@ -72,15 +76,21 @@ class OpenAIBackend:
     # -- one request ---------------------------------------------------------------------------
     def _complete(self, messages: list[dict], **settings) -> str:
         try:
-            r = self.client.chat.completions.create(model=self.spec.api_model, messages=messages, stream=False,
-                                                    **settings)
+            if self.render is not None:
+                mode = "continue" if messages and messages[-1]["role"] == "assistant" else "generate"
+                r = self.client.completions.create(model=self.spec.api_model, prompt=self.render(messages, mode),
+                                                   stream=False, **settings)
+            else:
+                r = self.client.chat.completions.create(model=self.spec.api_model, messages=messages,
+                                                        stream=False, **settings)
         except openai.APIError as e:
             raise GenpiError(self._explain(e)) from None
         try:
-            return clean_reply(r.choices[0].message.content)
+            return clean_reply(r.choices[0].text if self.render is not None else r.choices[0].message.content)
         except (AttributeError, IndexError, TypeError):
-            raise GenpiError(f"{self.spec.api_base} answered without choices[0].message: is it an "
-                             "OpenAI-compatible /v1 endpoint? Check --api-base") from None
+            what = "text" if self.render is not None else "message"
+            raise GenpiError(f"{self.spec.api_base} answered without choices[0].{what}: is it an "
+                             f"OpenAI-compatible /v1 endpoint? Check {self.spec.flags[0]}") from None
 
     def _explain(self, e: openai.APIError) -> str:
         """One line: what failed, where, and the fix (never the key)."""
@@ -89,10 +99,10 @@ class OpenAIBackend:
             code, url = e.status_code, str(e.request.url)
             if code in (401, 403):
                 return (f"{base} refused the request (HTTP {code}): set the environment variable "
-                        f"{self.spec.api_key_env} (see --api-key-env) to a valid key")
+                        f"{self.spec.api_key_env} (see {self.spec.flags[2]}) to a valid key")
             if code == 404:
-                return (f"{url} answered HTTP 404: check --api-base (it usually ends with /v1) and "
-                        f"--api-model '{self.spec.api_model}'")
+                return (f"{url} answered HTTP 404: check {self.spec.flags[0]} (it usually ends with /v1) and "
+                        f"{self.spec.flags[1]} '{self.spec.api_model}'")
             if code not in (408, 409, 429) and code < 500:
                 return f"{url} answered HTTP {code}: {self._detail(e)}"
             why = f"HTTP {code}"
@@ -101,10 +111,10 @@ class OpenAIBackend:
         elif isinstance(e, openai.APIConnectionError):
             why = "cannot connect"
         else:
-            return f"{base} gave an answer that is not an OpenAI chat completion: check --api-base"
+            return f"{base} gave an answer that is not an OpenAI chat completion: check {self.spec.flags[0]}"
         tries = _attempts(e)
-        return (f"generator endpoint {base} failed{f' after {tries} attempts' if tries else ''} ({why}): "
-                "check that the server is running and reachable, or fix --api-base")
+        return (f"{self.spec.role} endpoint {base} failed{f' after {tries} attempts' if tries else ''} ({why}): "
+                f"check that the server is running and reachable, or fix {self.spec.flags[0]}")
 
     def _detail(self, e: openai.APIStatusError) -> str:
         body = e.body

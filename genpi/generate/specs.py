@@ -68,16 +68,27 @@ class ApiSpec:
     concurrency: int = 8  # requests in flight at once
     timeout: float = 120.0  # seconds per request before it counts as failed
     retries: int = 4  # extra attempts after a retryable failure
+    role: str = "generator"  # "generator" or "base" (the base model served): names the flags in messages
     kind: ClassVar[str] = "api"
+    FLAGS: ClassVar[dict] = {"generator": ("--api-base", "--api-model", "--api-key-env"),
+                             "base": ("--model-api-base", "--model-api-name", "--model-api-key-env")}
 
     def __post_init__(self):
+        if self.role not in self.FLAGS:
+            raise GenpiError(f"API backend: role must be one of {', '.join(self.FLAGS)}, not {self.role!r}")
+        base_flag, model_flag, _ = self.flags
         if not self.api_base.startswith(("http://", "https://")):
-            raise GenpiError(f"--api-base '{self.api_base}' must be an http:// or https:// URL")
+            raise GenpiError(f"{base_flag} '{self.api_base}' must be an http:// or https:// URL")
         object.__setattr__(self, "api_base", self.api_base.rstrip("/"))
         if not self.api_model.strip():
-            raise GenpiError("--api-model is empty: pass the model name the endpoint serves")
+            raise GenpiError(f"{model_flag} is empty: pass the model name the endpoint serves")
         if self.concurrency < 1 or self.retries < 0 or self.timeout <= 0:
             raise GenpiError("API backend: concurrency >= 1, retries >= 0 and timeout > 0 are required")
+
+    @property
+    def flags(self) -> tuple[str, str, str]:
+        """The command-line flags of this role: (endpoint, model name, key variable)."""
+        return self.FLAGS[self.role]
 
     def describe(self, base_name: str) -> dict:
         return {"kind": "api", "api_base": self.api_base, "api_model": self.api_model}

@@ -26,7 +26,8 @@ from ..envs.protocols import Protocol, build_protocol, first_action
 from ..errors import GenpiError
 from ..generate.cache import CachedBackend
 from ..generate.local import local_backend
-from ..generate.specs import GeneratorSpec, SameSpec, build_backend
+from ..generate.same_model import PROBES
+from ..generate.specs import ApiSpec, GeneratorSpec, SameSpec, build_backend
 from ..scenario import Scenario, student_messages, teacher_messages
 from . import stages, store
 from .config import SynthConfig
@@ -38,11 +39,15 @@ STAGES = ("inputs", "teacher", "student", "reason", "roleplay")
 
 
 def synthesize(scenario: Scenario, model_ref, generator_spec: GeneratorSpec | None, out_dir: str | Path,
-               config: SynthConfig, *, base_backend=None, generator_backend=None, progress: bool = True) -> dict:
+               config: SynthConfig, *, base_api: ApiSpec | None = None, base_backend=None, generator_backend=None,
+               progress: bool = True) -> dict:
     """Make (or complete) the records of `scenario` in `out_dir`; return a summary dict.
 
     model_ref: the base model (genpi.models.ModelRef); generator_spec: what commands.common.generator_arg
     returns (a genpi.generate spec; None = SameSpec(), the base model); config: SynthConfig.from_preset(...).
+    base_api: the base model served at an OpenAI-compatible endpoint (commands.common.model_api_arg): the
+    teacher, student and role-play agent turns (and a SameSpec generator) go there, after a check that it
+    is `model_ref`'s model (generate.same_model).
     base_backend / generator_backend: ready backends to use instead of loading the models (tests pass FakeBackends).
     """
     cfg = config.resolved(scenario)
@@ -52,6 +57,7 @@ def synthesize(scenario: Scenario, model_ref, generator_spec: GeneratorSpec | No
               "role-play (--env simulated); run as root for real command output", file=sys.stderr)
     run = _Run(scenario, model_ref, generator_spec or SameSpec(), Path(out_dir), cfg,
                base_backend, generator_backend, progress)
+    run.base_api = base_api
     with graceful_interrupts():
         return run.go()
 
@@ -70,6 +76,7 @@ class _Run:
                        "teacher_unit_resampled": 0, "agent_broke_checks": 0, "agent_resampled": 0}
         self.shortfall: str | None = None
         self.protocol, self.cut = agent_protocol(sc)
+        self.base_api: ApiSpec | None = None
 
     # -- setup ------------------------------------------------------------------------------
     def identity(self) -> dict:
@@ -83,8 +90,18 @@ class _Run:
 
     def base(self):
         if self._base is None:
-            self._base = local_backend(self.ref, batch_size=self.cfg.batch_size)
+            self._base = (served_base(self.base_api, self.ref) if self.base_api is not None else
+                          local_backend(self.ref, batch_size=self.cfg.batch_size))
         return self._cached(self._base)
+
+    def endpoints(self) -> dict:
+        """Which model or endpoint produced each role's text (meta.json `endpoints`)."""
+        base = ({"kind": "api", "api_base": self.base_api.api_base, "api_model": self.base_api.api_model}
+                if self.base_api is not None else {"kind": "local", "model": self.ref.name})
+        gen = base if isinstance(self.gen_spec, SameSpec) else self.ident["generator"]
+        env = ({"kind": "sandboxed shell"} if self.cfg.env == "shell" else gen) if self.cfg.max_turns > 1 else None
+        return {"inputs": gen, "teacher": base, "student": base, "reason": gen, "roleplay_agent": base,
+                "roleplay_environment": env}
 
     def gen(self):
         if self._gen is None:
@@ -103,6 +120,8 @@ class _Run:
     def go(self) -> dict:
         if self.cfg.env == "shell":
             shell_roleplay(self.sc).close()  # the protocol and the sandbox are checked before any work
+        if self.base_api is not None:
+            self.base()  # so is the served model
         self.ident = self.identity()
         old = self.data.resumable_meta()
         old = self._reshaped(old)
@@ -458,6 +477,7 @@ class _Run:
             "counts": counts, "filter_drops": drops, "set_aside": getattr(old, "set_aside", None) or [],
             "teacher_checks": checks,
             "coverage": self._coverage(),
+            "endpoints": self.endpoints(),
             "stage_seconds": {k: round(v, 2) for k, v in self.seconds.items()},
             "stage_seconds_total": {k: round(v + float(old_secs.get(k, 0)), 2) for k, v in self.seconds.items()},
             "updated": time.strftime("%Y-%m-%dT%H:%M:%S"),
@@ -479,6 +499,22 @@ class _Run:
                 aimed[uid] = aimed.get(uid, 0) + 1
         used = {rid: drawn_on(r.teacher_output, self.units, distinctive=words) for rid, r in self.records.items()}
         return coverage(self.units, aimed, used, k=self.cfg.coverage_k)
+
+
+def served_base(spec: ApiSpec, ref):
+    """The base model's endpoint as a backend, once the local model has shown it is the same model.
+    Prompts go to its text-completion route rendered by the local tokenizer's chat template, so the
+    server sees what the local model and training see (a server's own template can differ)."""
+    from ..generate.openai_api import OpenAIBackend
+    from ..generate.same_model import check_same_model
+    from ..models import render_chat
+
+    local = local_backend(ref, batch_size=len(PROBES))
+    tok = local.tok
+    served = OpenAIBackend(spec, render=lambda conv, mode: render_chat(tok, conv, mode))
+    served.check()
+    check_same_model(local, served, ref.name, served.name, spec.flags[0])
+    return served  # the local model is freed here
 
 
 def agent_protocol(sc: Scenario) -> tuple[Protocol | None, bool]:
