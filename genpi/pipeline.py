@@ -61,9 +61,14 @@ def _stage(name: str, timings: dict, fn):
 
 def run_pipeline(scenario: Scenario, model_ref: ModelRef, out_dir: str | Path, config: RunConfig,
                  methods: list[str] | tuple[str, ...] | str = ("genpi",), generator_spec: GeneratorSpec | None = None,
-                 *, base_api=None, bench: bool = True, progress: bool = True) -> dict:
+                 *, base_api=None, bench: bool = True, progress: bool = True, dry_run: bool = False) -> dict:
     """Run every stage for `scenario`; return {"report": report.json's dict, "bench": ..., "run": ...}.
-    base_api: the base model behind an endpoint, for synthesis (see synth.synthesize)."""
+    base_api: the base model behind an endpoint, for synthesis (see synth.synthesize).
+    First prints the plan (genpi.estimate: tokens per stage, and time at the paces measured here);
+    dry_run: only that, returning {"plan": ...}."""
+    from . import estimate
+    from .artifacts import AdapterDir, DataDir
+    from .models import load_tokenizer
     from .bench import run_bench
     from .evaluate import evaluate
     from .evaluate.tasks import load_task_problems, task_environment
@@ -73,21 +78,43 @@ def run_pipeline(scenario: Scenario, model_ref: ModelRef, out_dir: str | Path, c
     methods = parse_methods(methods)
     scenario.require_eval_inputs("evaluate in 'genpi run'")
     env = task_environment(scenario, config.eval)
+    problems = []
     if env is not None:  # the problem set and the sandbox are checked now, not after synthesis and training
-        load_task_problems(env)
+        problems = load_task_problems(env)
+    episodes = min(len(problems), config.eval.limit or len(problems))
+    the_plan = estimate.plan(scenario, load_tokenizer(model_ref), config, methods, episodes=episodes,
+                             rounds=env.round_limit if env is not None else 0)
+    backend = f"{base_api.api_base} {base_api.api_model}" if base_api is not None else "local"
+    keys = {stage: estimate.rate_key(stage, model_ref, backend if stage == "synth" else "local")
+            for stage in the_plan.tokens}
+    print("genpi run: " + estimate.describe(the_plan, estimate.seconds(the_plan, keys)),
+          file=sys.stdout if dry_run else sys.stderr)
+    if dry_run:
+        return {"plan": the_plan}
+
+    def paced(stage: str, fresh: bool) -> None:  # a stage that did all its work sets the pace for the next plan
+        if fresh:
+            estimate.record(keys[stage], the_plan.tokens[stage], timings[stage])
+
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
     data = out / "data"
+    fresh = not DataDir(data).has_records()
     _stage("synth", timings, lambda: synthesize(scenario, model_ref, generator_spec, data, config.synth,
                                                 base_api=base_api, progress=progress))
+    paced("synth", fresh)
     adapters = []
     for m in methods:
         a = out / "adapters" / m
         cfg = replace(config.train, method=m, **({} if m == "genpi" else {"kl": 0.0}))  # --kl is genpi's term
+        fresh = not AdapterDir(a).weights_path.exists() and not AdapterDir(a).checkpoints.exists()
         _stage(f"train {m}", timings, lambda: train_adapter(scenario, model_ref, data, a, cfg, progress=progress))
+        paced(f"train {m}", fresh)
         adapters.append(a)
+    fresh = not (out / "report").exists()
     report = _stage("eval", timings, lambda: evaluate(scenario, model_ref, adapters, out / "report", config.eval))
+    paced("eval", fresh)
     bench_result = None
     if bench:
         bench_result = _stage("bench", timings, lambda: run_bench(scenario, model_ref, adapters[0], out / "bench",

@@ -5,6 +5,8 @@ Layout of DIR: data/ (synth), adapters/METHOD/ (train), report/ (eval), bench/ (
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from ..config import add_flags, overrides_from
 from . import common
 
@@ -25,6 +27,9 @@ def add_arguments(p):
     p.add_argument("--methods", default="genpi", metavar="M[,M...]",
                    help=f"training methods to compare, comma-separated from {', '.join(METHODS)} (default: genpi)")
     p.add_argument("--no-bench", action="store_true", help="skip the inference-cost benchmark")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print the plan (tokens each stage generates or trains on, and the time at the pace "
+                        "earlier runs measured on this machine) and stop; every run prints it first")
     g = p.add_argument_group("sizes (defaults: the preset's; a changed size redoes the stages it feeds)")
     add_flags(g, SynthConfig, only=("num_inputs", "max_turns"))
     add_flags(g, TrainConfig, only=("epochs",))
@@ -46,9 +51,12 @@ def main(args) -> int:
     ref = common.model_arg(args.model, args.preset)
     gen = common.generator_arg(args)
     served = common.model_api_arg(args)
-    out = common.out_dir_arg(args.out)
+    out = Path(args.out) if args.dry_run else common.out_dir_arg(args.out)
     common.fit_arg(sc, ref)
-    result = run_pipeline(sc, ref, out, cfg, methods, gen, base_api=served, bench=not args.no_bench)
+    result = run_pipeline(sc, ref, out, cfg, methods, gen, base_api=served, bench=not args.no_bench,
+                          dry_run=args.dry_run)
+    if args.dry_run:
+        return 0
     print(summary_line(result["report"]))
     if result["bench"] is not None:
         r = result["bench"]["ratios"][result["bench"]["internalized_variant"]]
