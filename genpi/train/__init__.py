@@ -5,7 +5,8 @@
 
 Modules: config (TrainConfig), masking (supervised spans from the chat template), examples (SFT and PG
 examples from records), batches (length-grouped steps, collator), losses (pure loss terms), trainer (the
-HF Trainer subclass), recipe (setup / fit / save: train_adapter), plot (loss curve).
+HF Trainer subclass), recipe (setup / fit / save: train_adapter), base (the frozen base model: bf16, 4-bit,
+checkpointing), parallel (several processes, one adapter), plot (loss curve).
 """
 
 from ..lazy import lazy_exports

@@ -2,7 +2,9 @@
 padded only to the longest sequence of its own micro-batch.
 
 The whole schedule (all epochs) is drawn up front from the seed, so a resumed run replays the same steps;
-Trainer walks it in order (train_sampling_strategy="sequential") with one step per dataloader item.
+Trainer walks it in order (train_sampling_strategy="sequential") with one step per dataloader item. Under
+N processes the Trainer (accelerate) deals the items out in turn, so the plan is the same for any N; its
+length is a multiple of the micro-steps per optimizer step, so no process pads its last step with a repeat.
 """
 
 from __future__ import annotations
@@ -51,13 +53,15 @@ class Plan:
 
 
 def build_plan(sft_lengths: list[int], pg_pool: list[list[int]], pg_lengths: dict[int, int] | list[int],
-               batch_size: int, epochs: float, pg_fraction: float, seed: int) -> Plan:
+               batch_size: int, epochs: float, pg_fraction: float, seed: int, multiple: int = 1) -> Plan:
     """Draw every micro-step of the run.
 
     sft_lengths: length of each SFT example (empty when the method has no SFT term).
     pg_pool: per record, its PG example indices by prompt section ([] when no PG); in epoch e record r
         gives section (r + e) mod k, so across epochs every record meets every section.
     A `pg_fraction` share of the PG records is drawn anew each epoch and spread evenly over the epoch's steps.
+    The step count is rounded up to a `multiple` (micro-steps per optimizer step, in all processes) with
+    steps of the next epoch, so the last optimizer step is whole.
     """
     n_sft = len(sft_lengths)
     pg_records = [r for r, opts in enumerate(pg_pool) if opts]
@@ -66,6 +70,7 @@ def build_plan(sft_lengths: list[int], pg_pool: list[list[int]], pg_lengths: dic
     else:
         per_epoch = math.ceil(max(1, math.ceil(len(pg_records) * pg_fraction)) / batch_size)
     total = max(1, math.ceil(epochs * per_epoch))
+    total = -(-total // multiple) * multiple
     steps: list[dict[str, list[int]]] = []
     e = 0
     while len(steps) < total:

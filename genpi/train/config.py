@@ -46,9 +46,10 @@ class TrainConfig(StageConfig):
     on_policy_tokens: int = option(64, "longest sampled reply of an on-policy batch", cli=False)
     on_policy_temperature: float = option(1.0, "sampling temperature of the adapter's own replies", cli=False)
     epochs: float = option(6.0, "passes over the SFT examples (fractions allowed)", metavar="E")
-    batch_size: int = option(4, "SFT examples per micro-batch (PG batches are sized so each PG example comes "
-                                "once per epoch)", metavar="N")
-    grad_accum: int = option(1, "micro-batches per optimizer step", metavar="N")
+    batch_size: int = option(4, "SFT examples per micro-batch, in each process (PG batches are sized so each PG "
+                                "example comes once per epoch)", metavar="N")
+    grad_accum: int = option(1, "micro-batches per optimizer step, in each process (N processes with G train as "
+                                "one with N*G)", metavar="N")
     learning_rate: float = option(5e-4, "peak learning rate (cosine schedule after warm-up)", flag="--lr",
                                   metavar="LR")
     warmup_ratio: float = option(0.03, "fraction of the optimizer steps spent warming up", cli=False)
@@ -75,6 +76,13 @@ class TrainConfig(StageConfig):
                                     "fp32, or auto: bf16 where the hardware has it (a CUDA GPU with bf16, a CPU with "
                                     "AVX512-BF16 or AMX), else fp32. Not part of the run's signature",
                             choices=PRECISIONS)
+    gradient_checkpointing: bool = option(False, "recompute each layer's activations in the backward pass instead "
+                                                 "of keeping them: much less memory for long prompts and sequences, "
+                                                 "about a third more compute, the same loss. Not part of the run's "
+                                                 "signature")
+    load_in_4bit: bool = option(False, "QLoRA: hold the frozen base weights in 4-bit NF4 (bitsandbytes; needs a CUDA "
+                                       "GPU and `pip install bitsandbytes`); about a quarter of the fp16 weight memory, "
+                                       "LoRA weights and optimizer stay in full precision")
     merge: bool = option(False, "also write ADAPTER_DIR/merged/, a full model folder with the adapter merged in "
                                 "(for servers that take no adapters)")
 
@@ -141,12 +149,14 @@ class TrainConfig(StageConfig):
 
     def signed(self) -> dict:
         """The fields that sign a run: options left at their "off" value are left out, so adapters
-        trained before the option existed keep their signature; how the arithmetic is done (precision),
-        like the device, is recorded in genpi.json but does not sign the run."""
+        trained before the option existed keep their signature; how the arithmetic is done (precision,
+        gradient checkpointing), like the device, is recorded in genpi.json but does not sign the run."""
         off = {"kl"} if self.kl == 0 else set()
+        off |= {"load_in_4bit"} if not self.load_in_4bit else set()
         if self.on_policy == 0:
             off |= {"on_policy", "on_policy_every", "on_policy_tokens", "on_policy_temperature"}
-        return {k: v for k, v in self.to_dict().items() if k not in ("merge", "precision") and k not in off}
+        return {k: v for k, v in self.to_dict().items()
+                if k not in ("merge", "precision", "gradient_checkpointing") and k not in off}
 
     @property
     def uses_sft(self) -> bool:

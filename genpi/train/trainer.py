@@ -1,7 +1,9 @@
 """The Hugging Face Trainer, with our loss: a subclass that overrides only `compute_loss` and `log`.
 
 Everything else (optimizer, cosine schedule, clipping, gradient accumulation, checkpoints, resume,
-accelerate / FSDP / DeepSpeed) is the stock Trainer's.
+accelerate / DDP) is the stock Trainer's. Under several processes (see parallel.py) the logged loss terms and
+token counts are summed over all of them, and whatever a micro-step draws (on-policy replies) is keyed by its
+index in the whole run, so N processes log and train what one process with N times the accumulation does.
 """
 
 from __future__ import annotations
@@ -17,6 +19,9 @@ from transformers.trainer_callback import ProgressCallback
 
 from ..kl import token_kl
 from . import losses
+from .parallel import summed
+
+TERMS = ("sft", "pg", "kl", "on_policy")  # every loss term compute_loss may log, in a fixed order
 
 
 class NonFiniteLoss(RuntimeError):
@@ -44,11 +49,23 @@ class GenpiTrainer(Trainer):
         self.method, self.lam, self.kl_weight = method, lam, kl_weight
         self.on_policy, self.on_policy_every, self.seed = on_policy, on_policy_every, seed
         self.on_policy_tokens, self.on_policy_temperature = on_policy_tokens, on_policy_temperature
-        self._micro, self.pad_id, self.eos_id = 0, pad_id, eos_id
+        self._micro, self.pad_id, self.eos_id = None, pad_id, eos_id
         self.loss_is_scaled_for_ga = False  # our terms are per-micro-batch token means
         self._sums: dict[str, float] = {}
         self._counts: dict[str, int] = {}
-        self.tokens = {"trained": 0, "teacher": 0}
+        self.tokens = {"trained": 0, "teacher": 0, "on_policy_sampled": 0}  # this process's, since it started
+
+    def _next_micro_step(self) -> int:
+        """The 0-based index of the micro-step about to run, in the whole run's list: process k of N runs
+        k, k + N, ...; a resumed run starts where its checkpoint left off."""
+        if self._micro is None:
+            self._micro = self.state.global_step * self.args.gradient_accumulation_steps
+        self._micro += 1
+        return (self._micro - 1) * self.accelerator.num_processes + self.accelerator.process_index
+
+    def token_totals(self) -> dict[str, int]:
+        """The token counters summed over all processes (a collective)."""
+        return dict(zip(self.tokens, map(int, summed(self.accelerator, list(self.tokens.values())))))
 
     # -- loss ------------------------------------------------------------------------------
     def _term(self, model, inputs, kind: str):
@@ -113,7 +130,7 @@ class GenpiTrainer(Trainer):
         self.tokens["teacher"] += int(mask[:, n:].sum())
         return out.logits
 
-    def _on_policy_kl(self, model, inputs) -> torch.Tensor | None:
+    def _on_policy_kl(self, model, inputs, micro: int) -> torch.Tensor | None:
         """Mean per-token reverse KL(adapter || prompted teacher) on replies the adapter samples itself."""
         from .on_policy import contexts, sample_replies, scored_batch
 
@@ -125,7 +142,7 @@ class GenpiTrainer(Trainer):
         peft_model.eval()
         try:
             replies = sample_replies(peft_model, s_ctx, pad, eos, self.on_policy_tokens, self.on_policy_temperature,
-                                     seed=self.seed * 1_000_003 + self._micro)
+                                     seed=self.seed * 1_000_003 + micro + 1)
             rows = [i for i, r in enumerate(replies) if r]
             if not rows:
                 return None
@@ -146,13 +163,13 @@ class GenpiTrainer(Trainer):
         s_rows = losses.supervised_rows(s_out.logits, s_targets)
         t_rows = losses.supervised_rows(t_logits, t_targets)
         self.tokens["trained"] += int(student["attention_mask"].sum())
-        self.tokens["on_policy_sampled"] = self.tokens.get("on_policy_sampled", 0) + sum(len(r) for r in replies)
+        self.tokens["on_policy_sampled"] += sum(len(r) for r in replies)
         # token_kl(p, q) = KL(p || q): the adapter's distribution first makes it the reverse KL
         return token_kl(s_rows, t_rows).mean()
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         terms: dict[str, torch.Tensor] = {}
-        self._micro += 1
+        micro = self._next_micro_step()
         if "sft_input_ids" in inputs:
             terms["sft"], s_logits, s_targets = self._term(model, inputs, "sft")
             if self.method == "sft-kl" or (self.method == "genpi" and self.kl_weight > 0):
@@ -170,14 +187,17 @@ class GenpiTrainer(Trainer):
             loss = losses.sft_kl_loss(terms["sft"], terms["kl"], self.kl_weight)
         else:
             loss = terms["sft"]
-        if self.on_policy > 0 and "teacher_input_ids" in inputs and (self._micro - 1) % self.on_policy_every == 0:
-            opd = self._on_policy_kl(model, inputs)
+        if self.on_policy > 0 and "teacher_input_ids" in inputs and micro % self.on_policy_every == 0:
+            opd = self._on_policy_kl(model, inputs, micro)
             if opd is not None:
                 terms["on_policy"] = opd
                 loss = losses.with_on_policy(loss, opd, self.on_policy)
         values = {k: float(v.detach()) for k, v in terms.items()}
-        if not all(math.isfinite(v) for v in values.values()) or not torch.isfinite(loss.detach()):
-            raise NonFiniteLoss(self.state.global_step, {**values, "loss": float(loss.detach())})
+        finite = all(math.isfinite(v) for v in values.values()) and bool(torch.isfinite(loss.detach()))
+        # every process stops together (one that went on would wait for the others' gradients forever)
+        if summed(self.accelerator, [float(not finite)])[0]:
+            raise NonFiniteLoss(self.state.global_step, {**values, "loss": float(loss.detach())} if not finite
+                                else {"loss in another process": float("nan")})
         for k, v in values.items():
             self._sums[k] = self._sums.get(k, 0.0) + v
             self._counts[k] = self._counts.get(k, 0) + 1
@@ -185,14 +205,19 @@ class GenpiTrainer(Trainer):
 
     # -- logging ---------------------------------------------------------------------------
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
-        """Add each loss term (mean since the last log line) and the token counts to the log."""
+        """Add each loss term (its mean over the micro-steps since the last log line, in all processes) and
+        the token counts (of all processes) to the log. The stock Trainer calls this on every process."""
         if "loss" in logs:
-            for k, total in self._sums.items():
-                logs[f"loss_{k}"] = round(total / max(self._counts[k], 1), 4)
+            local = [self._sums.get(k, 0.0) for k in TERMS] + [float(self._counts.get(k, 0)) for k in TERMS]
+            both = summed(self.accelerator, local)
+            for k, total, n in zip(TERMS, both[:len(TERMS)], both[len(TERMS):]):
+                if n:
+                    logs[f"loss_{k}"] = round(total / n, 4)
             self._sums, self._counts = {}, {}
-            logs["tokens"] = self.tokens["trained"]
-            if self.tokens["teacher"]:
-                logs["teacher_tokens"] = self.tokens["teacher"]
+            tokens = self.token_totals()
+            logs["tokens"] = tokens["trained"]
+            if tokens["teacher"]:
+                logs["teacher_tokens"] = tokens["teacher"]
         super().log(logs, start_time)
 
 
