@@ -45,6 +45,11 @@ def test_smoke_run_end_to_end_and_resume(cli, write, tmp_path):
     assert list(report["variants"]) == ["with_prompt", "no_prompt", "genpi", "sft"]
     assert report["n_inputs"] == 2 and "retention" in report["variants"]["genpi"]
     assert (out / "bench" / "bench.json").is_file()
+    for m in ("genpi", "sft"):  # every adapter's model card, with this evaluation's figures
+        card = (out / "adapters" / m / "README.md").read_text()
+        assert card.startswith("---\nbase_model: ") and "library_name: peft" in card and f"method:{m}" in card
+        assert "prompt SHA-256 `" in card and "## Evaluation" in card and f"variant `{m}`" in card
+        assert "| check `protocol` |" in card and "vllm serve " in card
     run = json.loads((out / "run.json").read_text())
     assert run["methods"] == ["genpi", "sft"] and set(run["seconds"]) >= {"synth", "train genpi", "eval", "bench"}
 

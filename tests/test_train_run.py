@@ -96,6 +96,9 @@ def test_each_method_trains_a_standard_adapter(setup, tiny_ref, method):
     assert meta["method"] == method and meta["scenario"]["prompt_sha256"] == sc.prompt_sha256
     assert meta["base_model"]["fingerprint"] == tiny_ref.fingerprint()
     assert meta["data"]["records"] == 4 and len(meta["data"]["sha256"]) == 64
+    card = (out / "README.md").read_text()  # genpi's model card, not PEFT's boilerplate
+    assert card.startswith("---\nbase_model: ") and f"prompt SHA-256 `{sc.prompt_sha256}`" in card
+    assert f"method `{method}`" in card and "No evaluation yet" in card
     terms = set(meta["final_loss"])
     want = {"genpi": {"loss", "sft", "pg"}, "sft": {"loss", "sft"}, "sft-kl": {"loss", "sft", "kl"},
             "prompt-mix": {"loss", "sft"}}[method] | set(extra) - {"on_policy_every", "on_policy_tokens"}

@@ -42,6 +42,7 @@ def main(args) -> int:
 
 
 def _gguf_lora(adapter: Path, ref, out: Path) -> int:
+    from ..artifacts.model_card import write_model_card
     from ..export import export_gguf_lora
     from ..generate.llama_server import gguf_file
 
@@ -50,6 +51,7 @@ def _gguf_lora(adapter: Path, ref, out: Path) -> int:
     common.out_dir_arg(str(out.parent), "--out's folder")
     base = gguf_file(ref)
     info = export_gguf_lora(adapter, base, out)
+    write_model_card(adapter, gguf={"file": str(out.resolve()), "base": str(base)})
     modelfile = out.with_name("Modelfile")
     modelfile.write_text(f"# Ollama: ollama create NAME -f {modelfile.name}; then ollama run NAME (no prompt needed)\n"
                          f"FROM {base}\nADAPTER {out.resolve()}\n")

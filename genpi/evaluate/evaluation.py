@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 from ..artifacts import AdapterDir, Report, ReportDir
+from ..artifacts.model_card import prompt_facts, write_model_card
 from ..models import ModelRef, load_adapter, load_model, load_tokenizer
 from ..generate import LocalBackend
 from ..scenario import EvalInput, Scenario
@@ -154,5 +155,8 @@ def evaluate(scenario: Scenario, model_ref: ModelRef, adapter_dirs: list[str | P
               "notes": notes}
     examples = [{"input": x, "outputs": {n: rows[n][i]["output"] for n in rows}} for i, x in enumerate(inputs)]
     write_all(out, report, examples, task_rows)
+    for name, folder in report["adapters"].items():  # each adapter's model card gets these figures
+        write_model_card(folder, prompt=prompt_facts(scenario, tok), report=report, report_dir=out.path,
+                         variant=name)
     return Report.model_validate(report).to_json()
 

@@ -6,6 +6,8 @@ stock Trainer), save (the PEFT adapter, genpi.json, the loss curve, optionally a
 ADAPTER_DIR gets adapter_config.json + adapter_model.safetensors (standard PEFT), genpi.json and loss.png;
 with `merge`, merged/ (a full model folder). While training, checkpoints/ holds resumable checkpoints:
 rerunning the same call resumes from the last one, and returns at once when the adapter is done.
+Started by `torchrun` or `accelerate launch`, the processes train one adapter together (parallel.py);
+the main process writes every file.
 """
 
 from __future__ import annotations
@@ -21,10 +23,12 @@ from .. import __version__
 from ..artifacts import AdapterDir, AdapterMeta, DataDir, text_sha256
 from ..errors import GenpiError
 from ..files import write_dir_atomically
-from ..models import ModelRef, load_adapter, load_model, load_tokenizer
+from ..models import ModelRef, default_device, load_adapter, load_model, load_tokenizer
 from ..scenario import Scenario
+from .base import check_4bit, load_base
 from .config import TrainConfig
 from .examples import build_examples
+from .parallel import process_state
 
 
 def train_adapter(scenario: Scenario, model_ref: ModelRef, data_dir: str | Path, out_dir: str | Path,
@@ -41,15 +45,21 @@ def train_adapter(scenario: Scenario, model_ref: ModelRef, data_dir: str | Path,
 class TrainRecipe:
     def __init__(self, scenario: Scenario, model_ref: ModelRef, data_dir: str | Path, out_dir: str | Path,
                  config: TrainConfig, progress: bool = True):
-        self.sc, self.ref, self.cfg, self.progress = scenario, model_ref, config, progress
+        self.sc, self.ref, self.cfg = scenario, model_ref, config
         self.data = DataDir(data_dir)
         self.out = AdapterDir(out_dir)
+        self.procs = process_state()
+        self.main = self.procs.is_main_process
+        self.progress = progress and self.main
 
     # -- setup ----------------------------------------------------------------------------------
     def setup(self) -> dict | None:
         """Read and check the data, sign the run; return genpi.json when this very run is already done."""
         cfg, sc, out = self.cfg, self.sc, self.out
-        out.path.mkdir(parents=True, exist_ok=True)
+        if cfg.load_in_4bit:
+            check_4bit(self.ref, self.procs.device)
+        if self.main:
+            out.path.mkdir(parents=True, exist_ok=True)
         self.records = self.data.read_records(require=True)
         self.data_meta = self.data.read_meta()
         want = self.data_meta.identity.get("scenario_sha256") if self.data_meta else None
@@ -58,6 +68,9 @@ class TrainRecipe:
                              "rerun 'genpi synth' for this scenario or pass the matching --data folder")
         self.data_sha = self.data.records_sha256()
         self.run_key = {**cfg.signed(), "data_sha256": self.data_sha,
+                        # micro-batches per optimizer step in all processes: N processes with G are the same
+                        # run (the same steps, the same signature) as one process with N * G
+                        "grad_accum": cfg.grad_accum * self.procs.num_processes,
                         "scenario_sha256": sc.sha256(), "prompt_sha256": sc.prompt_sha256,
                         "model": self.ref.fingerprint()}
         self.signature = text_sha256(self.run_key)[:16]
@@ -69,11 +82,12 @@ class TrainRecipe:
                                  f"{_differences(getattr(done, 'run', None) or {}, self.run_key)}): "
                                  "pass a new --out or delete that folder")
             if out.is_complete():
-                if cfg.merge and not (out.merged / "config.json").is_file():
+                if cfg.merge and not (out.merged / "config.json").is_file() and self.main:
                     done.merged = str(self._write_merged())
                     out.write_meta(done)
-                print(f"genpi train: '{out.path}' is already trained with these settings; nothing to do",
-                      file=sys.stderr)
+                if self.main:
+                    print(f"genpi train: '{out.path}' is already trained with these settings; nothing to do",
+                          file=sys.stderr)
                 return done.to_json()
         old = out.read_checkpoint_run()
         if old is not None and old.get("signature") != self.signature:
@@ -94,19 +108,18 @@ class TrainRecipe:
         from .batches import StepCollator, StepDataset, build_plan
         from .trainer import GenpiTrainer, LogLineCallback, NonFiniteLoss
 
-        cfg, built, ckpt = self.cfg, self.built, self.out.checkpoints
+        cfg, built, ckpt, procs = self.cfg, self.built, self.out.checkpoints, self.procs
         hf_logging.set_verbosity_error()
+        # every optimizer step takes grad_accum micro-steps in each process; the plan is drawn to fill the last one
+        per_step = cfg.grad_accum * procs.num_processes
         plan = build_plan([len(e) for e in built.sft], built.pg_pool, [len(e) for e in built.pg], cfg.batch_size,
-                          cfg.epochs, cfg.pg_fraction, cfg.seed)
-        opt_steps = -(-len(plan.steps) // cfg.grad_accum)
+                          cfg.epochs, cfg.pg_fraction, cfg.seed, multiple=per_step)
+        opt_steps = len(plan.steps) // per_step
 
         torch.manual_seed(cfg.seed)
-        model = load_model(self.ref)
-        model.config.use_cache = False
-        bf16 = use_bf16(cfg.precision, model.device)
-        if bf16 and model.device.type == "cpu":
-            # frozen weights in bf16 halve what every matrix product reads; PEFT keeps the LoRA weights in fp32
-            model.to(torch.bfloat16)
+        device = str(procs.device) if procs.num_processes > 1 else default_device()  # one GPU per process
+        bf16 = use_bf16(cfg.precision, torch.device(device))
+        model = load_base(self.ref, device, bf16, cfg.load_in_4bit, cfg.gradient_checkpointing)
         lora = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
                           target_modules="all-linear", bias="none", task_type="CAUSAL_LM")
         self.model = get_peft_model(model, lora)
@@ -121,7 +134,15 @@ class TrainRecipe:
             train_sampling_strategy="sequential", seed=cfg.seed, logging_nan_inf_filter=False,
             bf16=bf16, dataloader_pin_memory=cuda, disable_tqdm=not self.progress,
             use_cpu=model.device.type == "cpu",
+            # every LoRA weight takes part in every step; the frozen buffers (rotary tables) are the same
+            # everywhere, and not broadcasting them lets a process run an extra forward pass (on-policy)
+            ddp_find_unused_parameters=False, ddp_broadcast_buffers=False,
         )
+        if args.n_gpu > 1:  # one process drives one GPU: nn.DataParallel would cut our micro-steps apart
+            args._n_gpu = 1
+            if self.main:
+                print(f"genpi train: {torch.cuda.device_count()} GPUs visible, one used; for all of them run "
+                      f"'torchrun --nproc-per-node {torch.cuda.device_count()} -m genpi train ...'", file=sys.stderr)
         trainer = GenpiTrainer(model=self.model, args=args,
                                train_dataset=StepDataset(plan, built.sft, built.pg, built.teacher),
                                data_collator=StepCollator(self.tok.pad_token_id),
@@ -136,43 +157,52 @@ class TrainRecipe:
         trainer.remove_callback(PrinterCallback)
         if self.progress:
             trainer.add_callback(LogLineCallback())
-        ckpt.mkdir(parents=True, exist_ok=True)
-        self.out.write_checkpoint_run({"signature": self.signature, "run": self.run_key})
-        last = last_complete_checkpoint(ckpt)
+        with procs.main_process_first():  # the main process sets up checkpoints/, then the others read it
+            if self.main:
+                ckpt.mkdir(parents=True, exist_ok=True)
+                self.out.write_checkpoint_run({"signature": self.signature, "run": self.run_key})
+            last = last_complete_checkpoint(ckpt, clean=self.main)
         if self.progress:
             what = f"resuming from {Path(last).name}" if last else "training"
-            print(f"genpi train: {what}: {cfg.method}, {len(plan.steps)} micro-steps ({opt_steps} optimizer steps), "
-                  f"{len(built.sft)} SFT / {len(built.pg)} PG examples"
+            on = f" on {procs.num_processes} processes" if procs.num_processes > 1 else ""
+            print(f"genpi train: {what}{on}: {cfg.method}, {len(plan.steps)} micro-steps ({opt_steps} optimizer "
+                  f"steps), {len(built.sft)} SFT / {len(built.pg)} PG examples"
                   + (f" ({built.sections} prompt sections)" if built.sections else ""), file=sys.stderr)
         t0 = time.time()
         try:
             trainer.train(resume_from_checkpoint=last)
         except NonFiniteLoss as e:
-            kept = last_complete_checkpoint(ckpt)
+            kept = last_complete_checkpoint(ckpt, clean=self.main)
             where = f"the last good checkpoint is kept in '{kept}' and a rerun resumes from it" if kept else \
                 "no checkpoint had been saved yet"
             raise GenpiError(f"training stopped: {e}; {where}; lower the learning rate (--lr) or check the data")
         wall = time.time() - t0
-        trained = trainer.tokens["trained"]
+        tokens = trainer.token_totals()  # of all processes
+        trained = tokens["trained"]
         self.trainer = trainer
         self.fit_stats = {
             "micro_steps": len(plan.steps), "optimizer_steps": trainer.state.global_step,
             "steps_per_epoch": plan.steps_per_epoch, "epochs": cfg.epochs,
             "resumed_from": Path(last).name if last else None, "wall_s": round(wall, 2),
-            "tokens": trained, "teacher_tokens": trainer.tokens["teacher"],
+            "tokens": trained, "teacher_tokens": tokens["teacher"],
             "tokens_per_s": round(trained / wall, 1) if wall > 0 else None,
             "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-            "device": str(model.device), "bf16": bool(args.bf16), "threads": torch.get_num_threads()}
+            "device": str(model.device), "bf16": bool(args.bf16), "threads": torch.get_num_threads(),
+            "processes": procs.num_processes, "global_batch": cfg.batch_size * per_step,
+            "gradient_checkpointing": cfg.gradient_checkpointing, "load_in_4bit": cfg.load_in_4bit}
 
     # -- save -----------------------------------------------------------------------------------
     def save(self) -> dict:
+        from ..artifacts.model_card import prompt_facts, write_model_card
         from .plot import plot_loss_curve
 
         cfg, ref, sc, out = self.cfg, self.ref, self.sc, self.out
+        self.procs.wait_for_everyone()  # every process is done with checkpoints/ (and its rng_state file)
         # what a user (or vLLM's --lora-modules) loads the base from: the hub id, else the local folder / file
         self.model.peft_config["default"].base_model_name_or_path = (
             ref.spec if ref.kind == "hub" else str(Path(ref.path) / ref.gguf_file) if ref.gguf_file else ref.path)
-        self.model.save_pretrained(str(out.path), safe_serialization=True)
+        if self.main:
+            self.model.save_pretrained(str(out.path), safe_serialization=True)
         history = self.trainer.state.log_history
         logged = [r for r in history if "loss" in r]
         final = {k[5:] if k.startswith("loss_") else k: v for k, v in (logged[-1] if logged else {}).items()
@@ -196,11 +226,16 @@ class TrainRecipe:
                                                     if k == "loss" or k.startswith("loss_")}}
                              for r in history if "loss" in r and "step" in r],
         }
+        if not self.main:  # the same summary, nothing written
+            meta["merged"] = str(out.merged) if cfg.merge else None
+            meta["loss_curve"] = out.loss_png.name
+            return AdapterMeta.model_validate(meta).to_json()
         if cfg.merge:
             meta["merged"] = str(self._write_merged())
         png = plot_loss_curve(history, out.loss_png, f"{sc.name}: {cfg.method} ({ref.name})")
         meta["loss_curve"] = png.name if png else None
         out.write_meta(meta)
+        write_model_card(out.path, prompt=prompt_facts(sc, self.tok))  # replaces PEFT's boilerplate README.md
         shutil.rmtree(out.checkpoints, ignore_errors=True)
         return AdapterMeta.model_validate(meta).to_json()
 
@@ -243,16 +278,16 @@ def use_bf16(precision: str, device) -> bool:
     return precision == "bf16" or (precision == "auto" and fast)
 
 
-def last_complete_checkpoint(ckpt: Path) -> str | None:
-    """The newest checkpoint whose save finished (Trainer writes trainer_state.json last); a save cut short
-    by a kill is removed so that the run resumes from the one before it."""
+def last_complete_checkpoint(ckpt: Path, clean: bool = True) -> str | None:
+    """The newest checkpoint whose save finished (Trainer writes trainer_state.json last); with `clean`, a
+    save cut short by a kill is removed so that the run resumes from the one before it."""
     done = []
     for d in ckpt.glob("checkpoint-*"):
         if not d.name.split("-")[-1].isdigit():
             continue
         if (d / "trainer_state.json").is_file():
             done.append(d)
-        else:
+        elif clean:
             shutil.rmtree(d, ignore_errors=True)
     return str(max(done, key=lambda d: int(d.name.split("-")[-1]))) if done else None
 
