@@ -52,8 +52,19 @@ def main() -> None:
     ap.add_argument("--model-api-base", default=None, metavar="URL")
     ap.add_argument("--model-api-name", default=None, metavar="NAME")
     ap.add_argument("--also-local", action="store_true", help="with --model-api-base: run the local path too")
+    ap.add_argument("--llama-server", action="store_true", help="start llama.cpp's server (llama-cpp-python) over "
+                    "the model's GGUF on loopback for this run and use it as --model-api-base")
     args = ap.parse_args()
+    if args.llama_server:
+        from genpi.generate.llama_server import LlamaServer, gguf_file
 
+        with LlamaServer(gguf_file(resolve_model(args.model))) as server:
+            args.model_api_base, args.model_api_name = server.url, server.name
+            return run_all(args)
+    return run_all(args)
+
+
+def run_all(args) -> None:
     out = Path(args.out or tempfile.mkdtemp(prefix="genpi-synth-bench-"))
     runs = [("local", None)]
     if args.model_api_base:
@@ -70,6 +81,10 @@ def main() -> None:
             if a["tokens_per_s"].get(k) and b["tokens_per_s"].get(k)) + f"; wall {a['wall_seconds'] / b['wall_seconds']:.2f}x faster")
 
 
+class _Done(Exception):
+    pass
+
+
 def stage_tokens(data: DataDir, tok) -> dict[str, int]:
     """Tokens of the texts each stage delivered (see the module's docstring)."""
     def n(text: str) -> int:
@@ -79,18 +94,25 @@ def stage_tokens(data: DataDir, tok) -> dict[str, int]:
     pool, _ = data.read_inputs()
     return {"inputs": sum(n(x) for x in pool), "teacher": sum(n(r.teacher_output) for r in records),
             "student": sum(n(r.student_output) for r in records), "reason": sum(n(r.reason) for r in records),
-            "roleplay": sum(n(m["content"]) for r in records for m in r.conversation[1:])}
+            "roleplay": sum(n(m.content) for r in records for m in r.conversation[1:])}
 
 
 def one_run(args, out: Path, label: str, api) -> dict:
     data = DataDir(out)
-    if data.has_records():
-        sys.exit(f"{out} already holds records: pass a new --out so the whole run is timed")
+    old = data.read_meta() if data.has_records() else None
+    done = old is not None and old.status == "done" and old.stage_seconds == old.stage_seconds_total
+    if data.has_records() and not done:
+        sys.exit(f"{out} holds part of a run: pass a new --out so the whole run is timed")
     load_before = os.getloadavg()[0]
     t0 = time.perf_counter()
     status = "done"
     ref = resolve_model(args.model)
+    if done:  # a finished single run: its figures are read back, not measured again
+        print(f"{out}: a finished run, read back from its meta.json")
+        summary = None
     try:
+        if done:
+            raise _Done
         sc = load_scenario(args.scenario)
         sizes = {"num_inputs": args.num_inputs, "max_turns": args.max_turns, "env": args.env}
         if args.batch_size:
@@ -100,8 +122,12 @@ def one_run(args, out: Path, label: str, api) -> dict:
     except GenpiError as e:  # too few inputs: the figures of what ran are still in meta.json
         status = f"short: {e}"
         summary = None
+    except _Done:
+        pass
     wall = time.perf_counter() - t0
     meta = data.read_meta().model_dump()
+    if done:
+        wall = sum(meta["stage_seconds"].values())
     if summary:
         print(f"== {label}\n" + format_summary(summary))
     tokens = stage_tokens(data, load_tokenizer(ref))
