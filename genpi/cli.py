@@ -10,7 +10,7 @@ import warnings
 from . import __version__
 from .errors import GenpiError
 
-VERBS = ("run", "synth", "train", "eval", "bench", "chat", "export")
+VERBS = ("init", "run", "synth", "train", "eval", "bench", "chat", "export")
 
 DESCRIPTION = """\
 Internalize a fixed LLM prompt into a LoRA adapter (Generative Prompt Internalization).
@@ -36,13 +36,13 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .commands import bench, chat, eval as eval_cmd, export, run, synth, train
+    from .commands import bench, chat, eval as eval_cmd, export, init, run, synth, train
 
     parser = _Parser(prog="genpi", description=DESCRIPTION,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"genpi {__version__}")
     sub = parser.add_subparsers(dest="verb", metavar="VERB", required=True)
-    for name, mod in zip(VERBS, (run, synth, train, eval_cmd, bench, chat, export)):
+    for name, mod in zip(VERBS, (init, run, synth, train, eval_cmd, bench, chat, export)):
         p = sub.add_parser(name, help=mod.HELP, description=mod.__doc__,
                            formatter_class=argparse.RawDescriptionHelpFormatter)
         mod.add_arguments(p)

@@ -24,7 +24,8 @@ from .artifacts import write_run_summary
 from .bench import BenchConfig
 from .evaluate import EvalConfig
 from .models import ModelRef
-from .scenario import Scenario
+from .errors import GenpiError
+from .scenario import EvalInput, Scenario
 from .synth import SynthConfig
 from .train import TrainConfig, parse_methods
 
@@ -48,6 +49,12 @@ class RunConfig:
 
 if TYPE_CHECKING:
     from .generate.specs import GeneratorSpec
+
+
+def heldout_size(config: RunConfig) -> int:
+    """Pseudo inputs set aside for evaluation when a scenario has no held-out inputs: a quarter of the
+    records, at least 4 and at most 20."""
+    return max(4, min(20, config.synth.num_inputs // 4))
 
 
 def _stage(name: str, timings: dict, fn):
@@ -76,13 +83,18 @@ def run_pipeline(scenario: Scenario, model_ref: ModelRef, out_dir: str | Path, c
     from .train import train_adapter
 
     methods = parse_methods(methods)
-    scenario.require_eval_inputs("evaluate in 'genpi run'")
     env = task_environment(scenario, config.eval)
     problems = []
     if env is not None:  # the problem set and the sandbox are checked now, not after synthesis and training
         problems = load_task_problems(env)
     episodes = min(len(problems), config.eval.limit or len(problems))
-    the_plan = estimate.plan(scenario, load_tokenizer(model_ref), config, methods, episodes=episodes,
+    synthetic = not scenario.eval.inputs and not problems  # no held-out inputs: set pseudo inputs aside
+    planned = scenario
+    if synthetic:
+        config = replace(config, synth=replace(config.synth, holdout=max(config.synth.holdout, heldout_size(config))))
+        planned = scenario.model_copy(update={"eval": scenario.eval.model_copy(update={"inputs": [
+            EvalInput(input="a held-out pseudo input")] * config.synth.holdout})})
+    the_plan = estimate.plan(planned, load_tokenizer(model_ref), config, methods, episodes=episodes,
                              rounds=env.round_limit if env is not None else 0)
     backend = f"{base_api.api_base} {base_api.api_model}" if base_api is not None else "local"
     keys = {stage: estimate.rate_key(stage, model_ref, backend if stage == "synth" else "local")
@@ -112,8 +124,22 @@ def run_pipeline(scenario: Scenario, model_ref: ModelRef, out_dir: str | Path, c
         _stage(f"train {m}", timings, lambda: train_adapter(scenario, model_ref, data, a, cfg, progress=progress))
         paced(f"train {m}", fresh)
         adapters.append(a)
+    notes = []
+    if synthetic:  # evaluate on the pseudo inputs synthesis set aside
+        held = DataDir(data).read_heldout()
+        if not held:
+            raise GenpiError("synthesis could set no pseudo inputs aside for evaluation: add held-out inputs under "
+                             "eval: inputs: in a scenario file (genpi init PROMPT_FILE writes one)")
+        scenario = scenario.model_copy(update={"eval": scenario.eval.model_copy(update={"inputs": [
+            EvalInput(input=x) for x in held]})})
+        notes.append(f"the scenario has no held-out inputs, so these {len(held)} are synthetic: pseudo inputs that "
+                     "synthesis set aside before training (never trained on); without checks or expectations the "
+                     "scores are empty, and agreement and KL compare each variant with the prompted model")
+        print(f"genpi run: evaluating on {len(held)} synthetic held-out inputs (pseudo inputs never trained on)",
+              file=sys.stderr)
     fresh = not (out / "report").exists()
-    report = _stage("eval", timings, lambda: evaluate(scenario, model_ref, adapters, out / "report", config.eval))
+    report = _stage("eval", timings, lambda: evaluate(scenario, model_ref, adapters, out / "report", config.eval,
+                                                      notes=notes))
     paced("eval", fresh)
     bench_result = None
     if bench:

@@ -79,10 +79,30 @@ def test_run_sizes_override_the_preset(cli, write, tmp_path):
     one_line_error(bad, "--epochs must be above 0")
 
 
-def test_run_rejects_bad_methods_and_missing_eval_inputs(cli, write, tmp_path):
+def test_run_rejects_bad_methods(cli, write, tmp_path):
     s = write("s.yaml", SCENARIO)
     bad = cli("run", str(s), "--out", str(tmp_path / "R"), "--preset", "smoke", "--methods", "genpi,magic")
     one_line_error(bad, "unknown method(s) magic")
-    bare = write("bare.yaml", "prompt: just a prompt\n")
-    res = cli("run", str(bare), "--out", str(tmp_path / "R2"), "--preset", "smoke")
-    one_line_error(res, "has no eval.inputs")
+
+
+def test_a_plain_text_prompt_runs_on_synthetic_held_out_inputs(cli, write, tmp_path):
+    """The shortest path: a prompt in a text file, no seeds, no held-out inputs. Synthesis sets pseudo
+    inputs aside before any record is made; training never sees them; evaluation runs on them."""
+    p = write("prompt.txt", "You are a shell agent. Reply with a Plan line, then one command in a fenced block.")
+    out = tmp_path / "RUN"
+    res = cli("run", str(p), "--out", str(out), "--preset", "smoke", "--no-bench", timeout=900)
+    assert res.returncode == 0, res.stderr[-3000:]
+    from genpi.artifacts import DataDir
+
+    data = DataDir(out / "data")
+    held = data.read_heldout()
+    assert len(held) == 4
+    assert not {r.input for r in data.read_records()} & set(held)  # never trained on
+    report = json.loads((out / "report" / "report.json").read_text())
+    assert report["n_inputs"] == 4 and any("synthetic" in n for n in report["notes"])
+    outputs = [json.loads(ln) for ln in (out / "report" / "outputs.jsonl").read_text().splitlines()]
+    assert {o["input"] for o in outputs} == set(held)
+    assert report["variants"]["genpi"]["kl_to_teacher"] is not None
+    assert "synthetic held-out inputs" in res.stderr
+    again = cli("run", str(p), "--out", str(out), "--preset", "smoke", "--no-bench", timeout=900)
+    assert again.returncode == 0 and DataDir(out / "data").read_heldout() == held  # resumed: the same set

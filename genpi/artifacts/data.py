@@ -167,6 +167,17 @@ class DataDir:
         return ([o["input"] for o in lines if isinstance(o.get("input"), str)],
                 {o["id"] for o in lines if "rejected" in o})
 
+    def read_heldout(self) -> list[str]:
+        """Pseudo inputs set aside for evaluation (lines {"id", "heldout": true}), in the order they were set
+        aside; synthesis never makes a record of them."""
+        lines = read_jsonl(self.inputs_path, lambda o: o if isinstance(o, dict) else {})
+        text = {o["id"]: o["input"] for o in lines if isinstance(o.get("input"), str) and "id" in o}
+        out = []
+        for o in lines:
+            if o.get("heldout") is True and o.get("id") in text and text[o["id"]] not in out:
+                out.append(text[o["id"]])
+        return out
+
     def read_input_units(self) -> dict[str, list[str]]:
         """Input id -> the prompt units its generation call aimed at (inputs aimed at none are left out)."""
         lines = read_jsonl(self.inputs_path, lambda o: o if isinstance(o, dict) else {})

@@ -44,7 +44,7 @@ def main(args) -> int:
     from .eval import summary_line
 
     methods = parse_methods(args.methods)
-    sc = common.scenario_arg(args).require_eval_inputs("evaluate in 'genpi run'")
+    sc = common.scenario_arg(args)  # without held-out inputs, synthesis sets pseudo inputs aside for evaluation
     synth = {k: v for k, v in overrides_from(args, SynthConfig).items() if k != "env"}  # --env is eval's
     cfg = RunConfig.from_preset(args.preset, sc, synth=synth,
                                 train=overrides_from(args, TrainConfig), eval=overrides_from(args, EvalConfig))

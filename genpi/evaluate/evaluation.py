@@ -57,7 +57,7 @@ def _variant_summary(sc: Scenario, rows: list[dict], teacher_rows: list[dict] | 
 
 
 def evaluate(scenario: Scenario, model_ref: ModelRef, adapter_dirs: list[str | Path], out_dir: str | Path,
-             config: EvalConfig) -> dict:
+             config: EvalConfig, notes: list[str] | tuple[str, ...] = ()) -> dict:
     """Evaluate no_prompt, with_prompt and each adapter on `scenario`'s held-out inputs.
 
     With an environment (the scenario's eval.environment of kind shell), each variant also plays the
@@ -76,9 +76,10 @@ def evaluate(scenario: Scenario, model_ref: ModelRef, adapter_dirs: list[str | P
     out = ReportDir(out_dir)
     out.path.mkdir(parents=True, exist_ok=True)
 
-    notes = overlap_warnings(sc, adapters)
-    for n in notes:
+    warnings = overlap_warnings(sc, adapters)
+    for n in warnings:
         print(f"genpi eval: warning: {n}", file=sys.stderr)
+    notes = list(notes) + warnings
     if not sc.eval.checks and not any(e.expect for e in sc.eval.inputs):
         notes.append("the scenario has no checks and no expectations, so scores are null; "
                      "agreement and KL still compare each variant with the prompted model")

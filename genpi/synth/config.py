@@ -36,6 +36,9 @@ class SynthConfig(StageConfig):
     coverage_k: int = option(2, "inputs each unit should get before calls aim at pairs of units", cli=False)
     aimed_per_call: int = option(2, "requests asked for in a call aimed at a unit (few, so that a round's aimed "
                                     "calls spread over many units)", cli=False)
+    holdout: int = option(0, "pseudo inputs set aside before any record is made and never trained on (marked in "
+                             "inputs.jsonl), for evaluation; `genpi run` sets some aside when the scenario has no "
+                             "held-out inputs of its own", metavar="N")
     examples_shown: int = option(3, "example requests shown per call (seeds or kept inputs)", cli=False)
     batch_size: int = option(8, "records generated together", metavar="B")
     reason_sentences: int = option(5, "sentences asked for in a reason", cli=False)
@@ -55,7 +58,7 @@ class SynthConfig(StageConfig):
     def __post_init__(self):
         if not 0.0 <= self.coverage <= 1.0:
             raise GenpiError(f"--coverage must be between 0 and 1, not {self.coverage}")
-        at_least(self, 0, "teacher_samples")
+        at_least(self, 0, "teacher_samples", "holdout")
         at_least(self, 1, "coverage_k", "aimed_per_call", "num_inputs", "max_turns", "max_new_tokens", "reason_tokens", "input_tokens",
                  "inputs_per_call", "calls_per_round", "batch_size")
         if self.input_tokens is None:

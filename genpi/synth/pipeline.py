@@ -131,6 +131,7 @@ class _Run:
         for r in self.data.read_records():
             self.records.setdefault(r.id, r)
         self.pool, self.rejected = self.data.read_inputs()
+        self.heldout = self.data.read_heldout()
         self.units = split_units([m.model_dump() for m in self.sc.prompt])
         self.input_units = self.data.read_input_units()
         self.filter = InputFilter(self.sc.seed_inputs, self.sc.prompt_text, self.cfg.filter, kept=self.pool)
@@ -179,7 +180,8 @@ class _Run:
         """The inputs the next records answer: a `coverage` share aimed at units, one unit after another
         (the least covered by records first), the rest from the plain list continuation, in pool order."""
         need = self.cfg.num_inputs - len(self.records)
-        free = [x for x in self.pool if input_id(x) not in self.records and input_id(x) not in self.rejected]
+        out = {input_id(x) for x in self.heldout} | self.rejected
+        free = [x for x in self.pool if input_id(x) not in self.records and input_id(x) not in out]
         if need <= 0:
             return []
         units_of = lambda x: self.input_units.get(input_id(x), ())  # noqa: E731
@@ -201,14 +203,31 @@ class _Run:
         picked = set(spread[:n_aimed] + plain[:need - n_aimed])
         return [x for x in free if x in picked]
 
+    def _set_aside(self, writer) -> None:
+        """Mark plain pool inputs (the list continuation's, not aimed at a unit: what users send) held out
+        until `holdout` are, taking the latest first so that records keep the earlier ones."""
+        want = self.cfg.holdout - len(self.heldout)
+        taken = set(self.records) | self.rejected | {input_id(x) for x in self.heldout}
+        plain = [x for x in self.pool if input_id(x) not in taken and not self.input_units.get(input_id(x))]
+        # keep enough plain inputs for the records' plain share
+        spare = len(plain) - (self.cfg.num_inputs - len(self.records) - round(
+            (self.cfg.num_inputs - len(self.records)) * self.cfg.coverage))
+        for x in list(reversed(plain))[:max(0, min(want, spare))]:
+            with critical():
+                writer.write({"id": input_id(x), "heldout": True})
+                self.heldout.append(x)
+
     # -- stage 1: pseudo inputs -------------------------------------------------------------
     def _inputs(self) -> list[str]:
+        with self.data.input_writer() as w:
+            self._set_aside(w)
         todo = self._todo()
         need = self.cfg.num_inputs - len(self.records)
-        if len(todo) >= need:
+        if len(todo) >= need and len(self.heldout) >= self.cfg.holdout:
             return todo
         cfg, t0 = self.cfg, time.time()
-        rounds = cfg.rounds_allowed(need - len(todo))
+        missing = lambda: max(0, need - len(todo)) + max(0, cfg.holdout - len(self.heldout))  # noqa: E731
+        rounds = cfg.rounds_allowed(missing())
         bar = self._bar("inputs", need, initial=len(todo))
         writer = self.data.input_writer()
         gen = self.gen()
@@ -216,8 +235,8 @@ class _Run:
         try:
             for r in range(rounds):
                 rng = random.Random(f"{cfg.seed}/{len(self.pool)}/{self.counts['candidates']}/{r}")
-                n_calls = min(cfg.calls_per_round, max(2, need - len(todo)))
-                aims = self._aims(self._aimed_calls(need - len(todo), n_calls), rng)
+                n_calls = min(cfg.calls_per_round, max(2, missing()))
+                aims = self._aims(self._aimed_calls(max(0, need - len(todo)), n_calls), rng)
                 aims += [()] * max(1 if cfg.coverage < 1 else 0, round(n_calls * (1 - cfg.coverage)))
                 by_id = {u.id: u for u in self.units}
                 calls = [stages.inputs_prompt(
@@ -240,13 +259,14 @@ class _Run:
                         if units:
                             self.input_units[input_id(x)] = units
                     self.pool += kept
+                self._set_aside(writer)
                 self.counts["candidates"] += len(candidates)
                 self.counts["rounds"] += 1
                 new_todo = self._todo()
                 bar.update(len(new_todo) - len(todo))
                 bar.set_postfix(candidates=self.counts["candidates"], dropped=sum(self.filter.drops.values()))
                 todo = new_todo
-                if len(todo) >= need:
+                if len(todo) >= need and len(self.heldout) >= cfg.holdout:
                     break
         finally:
             writer.close()
@@ -457,7 +477,7 @@ class _Run:
         drops = {k: v + int(old_drops.get(k, 0)) for k, v in self.filter.drop_counts().items()}
         old_counts = old.counts
         counts = {"records": len(self.records), "requested": self.cfg.num_inputs, "input_pool": len(self.pool),
-                  "rejected_inputs": len(self.rejected),
+                  "rejected_inputs": len(self.rejected), "heldout": len(self.heldout),
                   **{k: v + int(old_counts.get(k, 0)) for k, v in self.counts.items()}}
         checks = {c.name: sum(c.passes(r.teacher_output) for r in self.records.values())
                   for c in self.sc.eval.checks}
@@ -547,6 +567,8 @@ def format_summary(s: dict) -> str:
              f"rejected after generation {c['rejected_inputs']}"]
     drops = ", ".join(f"{k} {v}" for k, v in s["filter_drops"].items() if v)
     lines.append(f"  dropped by the filters: {drops or 'none'}")
+    if c.get("heldout"):
+        lines.append(f"  set aside for evaluation (never trained on): {c['heldout']} pseudo inputs")
     if s.get("env"):
         lines.append("  role-play environment: " + {"shell": "a real sandboxed shell per input",
                                                      "simulated": "imagined by the generator"}.get(s["env"], s["env"]))
