@@ -108,7 +108,7 @@ def one_run(args, out: Path, label: str, api) -> dict:
     status = "done"
     ref = resolve_model(args.model)
     if done:  # a finished single run: its figures are read back, not measured again
-        print(f"{out}: a finished run, read back from its meta.json")
+        print(f"{out}: a finished run, its figures read back from its metadata")
         summary = None
     try:
         if done:
