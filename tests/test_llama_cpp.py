@@ -129,3 +129,14 @@ def test_synthesis_through_llama_cpps_server_over_the_embedded_gguf(trained, cli
     meta = json.loads((tmp_path / "D" / "meta.json").read_text())
     assert meta["endpoints"]["teacher"] == {"kind": "api", "api_base": server.url, "api_model": server.name}
     assert meta["counts"]["records"] == 3
+
+
+def test_chat_through_llama_cpp_replies_as_transformers_does(trained, cli):
+    sc, ref, adapter, *_ = trained
+    replies = {}
+    for engine in ("transformers", "llama.cpp"):
+        res = cli("chat", "--adapter", str(adapter), "--engine", engine, "--max-new-tokens", "24",
+                  input="Where do penguins live?\n", timeout=300)
+        assert res.returncode == 0, res.stderr[-2000:]
+        replies[engine] = res.stdout.strip()
+    assert replies["llama.cpp"].startswith(WORD) and replies["llama.cpp"] == replies["transformers"]

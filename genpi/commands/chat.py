@@ -8,6 +8,7 @@ The base model is --model, else the one recorded in the adapter's genpi.json, el
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 from ..artifacts import ADAPTER_META
 from . import common
@@ -21,6 +22,10 @@ def add_arguments(p):
                    help="base model, same forms as elsewhere (default: the base model recorded in the adapter's "
                         f"{ADAPTER_META}, else 'default')")
     p.add_argument("--max-new-tokens", type=int, default=256, metavar="N", help="reply length limit (default: 256)")
+    p.add_argument("--engine", default="transformers", choices=("transformers", "llama.cpp"),
+                   help="transformers (the base model in fp32 with the PEFT adapter) or llama.cpp (the base "
+                        "model's GGUF with the adapter exported to a LoRA GGUF on the fly; faster on a CPU; "
+                        "needs llama-cpp-python)")
 
 
 def base_model_spec(adapter_dir, explicit: str | None) -> str:
@@ -48,6 +53,27 @@ class Chat:
         self.history = []
 
 
+def chat_backend(engine: str, ref, adapter):
+    """The internalized model (base + adapter) as a backend of `engine`."""
+    from ..models import load_adapter, load_model, load_tokenizer
+
+    tok = load_tokenizer(ref)
+    if engine == "llama.cpp":
+        import tempfile
+
+        from ..export import export_gguf_lora
+        from ..generate.llama_cpp import LlamaCppBackend
+        from ..generate.llama_server import gguf_file
+
+        base = gguf_file(ref)
+        lora = Path(tempfile.mkdtemp(prefix="genpi-chat-")) / "adapter.gguf"
+        export_gguf_lora(adapter, base, lora)
+        return LlamaCppBackend(base, tok, lora=lora, name="chat")
+    from ..generate import LocalBackend
+
+    return LocalBackend(load_adapter(load_model(ref), adapter), tok, name="chat", batch_size=1)
+
+
 def main(args) -> int:
     if args.max_new_tokens < 1:
         raise common.GenpiError(f"--max-new-tokens must be at least 1 (got {args.max_new_tokens})")
@@ -60,12 +86,7 @@ def main(args) -> int:
         if not message:
             raise common.GenpiError("no message on stdin: pipe a message in (echo 'hi' | genpi chat --adapter DIR) "
                                     "or run in a terminal for an interactive chat")
-    from ..generate import LocalBackend
-    from ..models import load_adapter, load_model, load_tokenizer
-
-    tok = load_tokenizer(ref)
-    model = load_adapter(load_model(ref), adapter)
-    chat = Chat(LocalBackend(model, tok, name="chat", batch_size=1), args.max_new_tokens)
+    chat = Chat(chat_backend(args.engine, ref, adapter), args.max_new_tokens)
     if message is not None:
         print(chat.reply(message))
         return 0
