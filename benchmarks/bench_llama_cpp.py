@@ -6,9 +6,10 @@ the adapter exported as a LoRA GGUF), and the prompt's cost through llama.cpp.
 
 Prints, one engine after the other in this process (so the figures compare as ratios on one machine):
   decode tokens/s: a fixed number of new tokens (end-of-turn ignored) for one held-out input, greedy;
-  time to first token through llama.cpp, for the same input with the prompt (the base GGUF, no adapter)
-  and internalized (LoRA, no prompt): cold (a fresh context) and warm (the same request again, so
-  llama.cpp reuses the KV of the tokens it has already seen, as its prompt cache does for a prefix).
+  time to first token through llama.cpp, with the prompt (the base GGUF, no adapter) and internalized
+  (LoRA, no prompt): cold (a fresh context) and warm (another held-out input right after the first, so
+  llama.cpp reuses the KV of the prefix the two share, as its prompt cache does: the whole prompt when
+  it is sent, only the chat template's opening when it is internalized).
 Medians over --repeats. Ends with one JSON line.
 """
 
@@ -57,10 +58,13 @@ def main() -> None:
 
     ref = resolve_model(args.model or AdapterDir(args.adapter).base_model_spec() or "default")
     sc = load_scenario(args.scenario)
-    x = (sc.eval.inputs[0].input if sc.eval.inputs else sc.seed_inputs[0])
+    xs = [e.input for e in sc.eval.inputs][:2] or list(sc.seed_inputs[:2])
+    x, y = xs[0], xs[-1]
     tok = load_tokenizer(ref)
     internal = encode_chat(tok, student_messages(sc, x), "generate")
     prompted = encode_chat(tok, teacher_messages(sc, x), "generate")
+    internal2 = encode_chat(tok, student_messages(sc, y), "generate")
+    prompted2 = encode_chat(tok, teacher_messages(sc, y), "generate")
     threads = os.cpu_count() or 1
     n = args.tokens
 
@@ -90,30 +94,30 @@ def main() -> None:
     lc_decode(with_lora, internal, n)  # warm-up
     lc_s = median_time(lambda: lc_decode(with_lora, internal, n), args.repeats)
 
-    def ttft(llm, prompt, warm: bool) -> float:
-        if not warm:
-            llm.reset()  # forget the tokens seen: the whole prompt is read again
-        t0 = time.perf_counter()  # warm: llama-cpp-python reuses the KV of the longest prefix it has seen
+    def ttft(llm, prompt) -> float:  # llama-cpp-python reuses the KV of the longest prefix it has seen
+        t0 = time.perf_counter()
         lc_decode(llm, prompt, 1)
         return time.perf_counter() - t0
 
-    def cold_then_warm(llm, prompt):
+    def cold_then_warm(llm, first, second):
         cold, warm = [], []
         for _ in range(args.repeats):
-            cold.append(ttft(llm, prompt, warm=False))
-            warm.append(ttft(llm, prompt, warm=True))
+            llm.reset()  # forget the tokens seen: the whole first request is read
+            cold.append(ttft(llm, first))
+            warm.append(ttft(llm, second))
         return statistics.median(cold), statistics.median(warm)
 
-    p_cold, p_warm = cold_then_warm(plain, prompted)
-    i_cold, i_warm = cold_then_warm(with_lora, internal)
+    p_cold, p_warm = cold_then_warm(plain, prompted, prompted2)
+    i_cold, i_warm = cold_then_warm(with_lora, internal, internal2)
     cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
                 if ln.startswith("model name")), platform.processor())
-    print(f"{ref.name}; {cpu}, {threads} threads; one input of '{sc.name}'; {n} new tokens, median of {args.repeats}")
+    print(f"{ref.name}; {cpu}, {threads} threads; held-out inputs of '{sc.name}'; {n} new tokens, median of "
+          f"{args.repeats}")
     print(f"decode: transformers fp32 + PEFT {n / hf_s:.1f} tokens/s; llama.cpp GGUF + LoRA {n / lc_s:.1f} tokens/s "
           f"({hf_s / lc_s:.2f}x)")
     print(f"time to first token, llama.cpp: with the prompt ({len(prompted)} tokens) cold {p_cold * 1000:.0f} ms, "
           f"warm {p_warm * 1000:.0f} ms; internalized ({len(internal)} tokens) cold {i_cold * 1000:.0f} ms, "
-          f"warm {i_warm * 1000:.0f} ms ({p_cold / i_cold:.1f}x cold)")
+          f"warm {i_warm * 1000:.0f} ms ({p_cold / i_cold:.1f}x cold, {p_warm / i_warm:.1f}x warm)")
     print(json.dumps({"bench": "llama_cpp", "model": ref.name, "adapter": args.adapter, "scenario": sc.name,
                       "tokens": n, "repeats": args.repeats, "threads": threads, "cpu": cpu,
                       "decode_tokens_per_s": {"transformers_fp32_peft": round(n / hf_s, 1),
