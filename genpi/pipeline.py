@@ -145,6 +145,9 @@ def run_pipeline(scenario: Scenario, model_ref: ModelRef, out_dir: str | Path, c
     if bench:
         bench_result = _stage("bench", timings, lambda: run_bench(scenario, model_ref, adapters[0], out / "bench",
                                                                   config.bench, progress=progress))
+        from .evaluate.html_report import render_html
+
+        render_html(out / "report", bench_result)  # the page gets the inference-cost figures too
     summary = {"scenario": scenario.name, "model": model_ref.name, "preset": config.preset, "methods": methods,
                "outputs": {"data": "data", "adapters": {m: f"adapters/{m}" for m in methods}, "report": "report",
                            "bench": "bench" if bench else None},

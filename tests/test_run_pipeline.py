@@ -45,6 +45,8 @@ def test_smoke_run_end_to_end_and_resume(cli, write, tmp_path):
     assert list(report["variants"]) == ["with_prompt", "no_prompt", "genpi", "sft"]
     assert report["n_inputs"] == 2 and "retention" in report["variants"]["genpi"]
     assert (out / "bench" / "bench.json").is_file()
+    page = (out / "report" / "report.html").read_text()  # with the bench's figures added after it ran
+    assert "data:image/png;base64," in page and "Inference cost" in page and "internalized" in page
     for m in ("genpi", "sft"):  # every adapter's model card, with this evaluation's figures
         card = (out / "adapters" / m / "README.md").read_text()
         assert card.startswith("---\nbase_model: ") and "library_name: peft" in card and f"method:{m}" in card

@@ -21,6 +21,7 @@ from ..errors import GenpiError
 from .io import JsonlAppender, _first_line, read_json, read_jsonl, write_json_atomic, write_jsonl_atomic, write_text_atomic
 
 REPORT, REPORT_MD, REPORT_PNG, OUTPUTS = "report.json", "report.md", "report.png", "outputs.jsonl"
+REPORT_HTML = "report.html"
 EPISODES = "episodes.jsonl"
 BENCH, BENCH_MD, BENCH_PNG = "bench.json", "bench.md", "bench.png"
 MEASUREMENTS, CONVERSATIONS, RUN = "measurements.jsonl", "conversations.json", "run.json"
@@ -96,13 +97,30 @@ class ReportDir:
         self.outputs_path = self.path / OUTPUTS
         self.episodes_path = self.path / EPISODES
 
-    def write(self, report: Report | dict, markdown: str, plot) -> None:
-        """report.json, report.md, and report.png drawn by `plot(path)`."""
+    def write(self, report: Report | dict, markdown: str, plot, page=None) -> None:
+        """report.json, report.md, report.png drawn by `plot(path)`, and report.html written by
+        `page(png_path)` (which may embed the chart)."""
         data = report.to_json() if isinstance(report, Report) else Report.model_validate(report).to_json()
         self.path.mkdir(parents=True, exist_ok=True)
         write_json_atomic(self.path / REPORT, data)
         write_text_atomic(self.path / REPORT_MD, markdown)
         plot(self.path / REPORT_PNG)
+        if page is not None:
+            self.write_html(page(self.path / REPORT_PNG))
+
+    def write_html(self, text: str) -> None:
+        write_text_atomic(self.path / REPORT_HTML, text)
+
+    @property
+    def png_path(self) -> Path:
+        return self.path / REPORT_PNG
+
+    def examples(self) -> list[dict]:
+        """The replies in outputs.jsonl grouped per input, in order: [{"input", "outputs": {variant: text}}]."""
+        by_input: dict[str, dict] = {}
+        for r in self.read_outputs().values():
+            by_input.setdefault(r["input"], {"input": r["input"], "outputs": {}})["outputs"][r["variant"]] = r["output"]
+        return list(by_input.values())
 
     def read(self) -> dict:
         """report.json as a dict (validated); a missing or malformed file is a one-line error."""

@@ -189,5 +189,8 @@ def success_bars(ax, report: dict) -> None:
 
 
 def write_all(out: ReportDir, report: dict, examples: list[dict], episodes: dict[str, list[dict]] | None = None) -> None:
-    """report.json, report.md and report.png, through the report folder's owner."""
-    out.write(report, markdown(report, examples, episodes=episodes), lambda path: bar_chart(report, path))
+    """report.json, report.md, report.png and report.html, through the report folder's owner."""
+    from .html_report import html_report
+
+    out.write(report, markdown(report, examples, episodes=episodes), lambda path: bar_chart(report, path),
+              page=lambda png: html_report(report, examples, png))
