@@ -40,3 +40,23 @@ def test_smoke_preset_end_to_end(cli, write, tmp_path):
     # the same command again: nothing to do, nothing changes
     res = cli("synth", str(s), "--out", str(out), "--model", "tiny", "--preset", "smoke", "--num-inputs", "2", "--quiet")
     assert res.returncode == 0 and (out / "records.jsonl").read_text().splitlines() == lines
+
+
+@pytest.mark.slow
+def test_export_hf_writes_a_chat_dataset_trl_reads(cli, write, tmp_path, tiny_tok):
+    datasets = pytest.importorskip("datasets")
+    s = write("s.yaml", SCENARIO.replace('name: tiny-shell', 'name: tiny-shell\nstudent_template: "Task: {input}"'))
+    out, hf = tmp_path / "D", tmp_path / "HF"
+    res = cli("synth", str(s), "--out", str(out), "--model", "tiny", "--preset", "smoke", "--num-inputs", "2",
+              "--quiet", "--export-hf", str(hf))
+    assert res.returncode == 0, res.stderr
+    ds = datasets.load_from_disk(str(hf))["train"]
+    recs = [json.loads(x) for x in (out / "records.jsonl").read_text().splitlines()]
+    assert len(ds) == 2 and ds[0]["id"] == recs[0]["id"]
+    msgs = ds[0]["messages"]
+    assert msgs[0] == {"role": "user", "content": f"Task: {recs[0]['input']}"}   # no prompt
+    assert [m["content"] for m in msgs[1:]] == [t["content"] for t in recs[0]["conversation"]]
+    assert ds[0]["prompt_messages"][0]["content"].startswith("You are a shell agent")
+    assert tiny_tok.apply_chat_template(msgs, tokenize=False)  # the chat format a trainer renders
+    one_line_error(cli("synth", str(s), "--out", str(out), "--model", "tiny", "--preset", "smoke", "--num-inputs",
+                       "2", "--quiet", "--export-hf", str(hf)), "is not empty")

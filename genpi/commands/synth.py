@@ -26,6 +26,9 @@ def add_arguments(p):
     common.add_preset(p)
     add_flags(p.add_argument_group("sizes (defaults: the preset's)"), SynthConfig)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--export-hf", default=None, metavar="DIR",
+                   help="also write the records as a Hugging Face datasets folder (chat `messages` without the "
+                        "prompt, as TRL's SFTTrainer reads them); needs the datasets package")
 
 
 def main(args) -> int:
@@ -42,4 +45,9 @@ def main(args) -> int:
 
     summary = synthesize(sc, ref, gen, out, cfg, base_api=served, progress=not args.quiet)
     print(format_summary(summary))
+    if args.export_hf:
+        from ..export.hf_dataset import export_hf_dataset
+
+        done = export_hf_dataset(sc, out, args.export_hf)
+        print(f"wrote {done['rows']} conversations to {done['dir']} (datasets.load_from_disk(DIR)['train'])")
     return 0
