@@ -8,27 +8,11 @@ from pathlib import Path
 
 import pytest
 from conftest import one_line_error, transformers_server
+from test_run_pipeline import SCENARIO  # a small agent scenario with a check
 
+from genpi.errors import GenpiError
 from genpi.generate import FakeBackend
 from genpi.generate.same_model import agreement, check_same_model
-from genpi.errors import GenpiError
-
-SCENARIO = """\
-name: served
-prompt:
-  - {role: system, content: "You are a shell agent. Reply with a Plan line, then one command."}
-input_template: "Task: {input}"
-seed_inputs:
-  - How many users are there?
-  - Show the size of /var/log.
-  - Which process uses the most memory?
-environment: {role: a Linux shell, end_when: the agent writes Final, max_turns: 2}
-eval:
-  checks:
-    - {name: protocol, regex: '\\\\APlan: '}
-  inputs:
-    - How many files are in /tmp?
-"""
 
 
 def test_agreement_counts_probes_whose_first_words_match():
