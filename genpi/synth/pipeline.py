@@ -529,10 +529,12 @@ def served_base(spec: ApiSpec, ref):
     from ..generate.same_model import check_same_model
     from ..models import render_chat
 
-    local = local_backend(ref, batch_size=len(PROBES))
-    tok = local.tok
+    from ..models import load_tokenizer
+
+    tok = load_tokenizer(ref)
     served = OpenAIBackend(spec, render=lambda conv, mode: render_chat(tok, conv, mode))
-    served.check()
+    served.check()  # an unreachable endpoint fails here, before the local model loads
+    local = local_backend(ref, batch_size=len(PROBES))
     check_same_model(local, served, ref.name, served.name, spec.flags[0])
     return served  # the local model is freed here
 
