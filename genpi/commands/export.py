@@ -63,13 +63,11 @@ def _gguf_lora(adapter: Path, ref, out: Path) -> int:
 
 
 def _merged(adapter: Path, ref, out: Path) -> int:
-    from ..models import load_adapter, load_model, load_tokenizer
+    from ..export.merged import write_merged
 
-    common.out_dir_arg(str(out))
-    if any(out.iterdir()):
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise common.GenpiError(f"--out '{out}' is not empty: pass a new folder for the merged model")
-    merged = load_adapter(load_model(ref), adapter, merge=True)
-    merged.save_pretrained(out, safe_serialization=True)
-    load_tokenizer(ref).save_pretrained(out)
+    common.out_dir_arg(str(out.parent), "--out's folder")
+    write_merged(ref, adapter, out)
     print(f"wrote {out}: {ref.name} with the adapter merged in (serve it as a plain model, send no prompt)")
     return 0

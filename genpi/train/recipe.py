@@ -22,8 +22,7 @@ from pathlib import Path
 from .. import __version__
 from ..artifacts import AdapterDir, AdapterMeta, DataDir, text_sha256
 from ..errors import GenpiError
-from ..files import write_dir_atomically
-from ..models import ModelRef, default_device, load_adapter, load_model, load_tokenizer
+from ..models import ModelRef, default_device, load_tokenizer
 from ..scenario import Scenario
 from .base import check_4bit, load_base
 from .config import TrainConfig
@@ -241,13 +240,9 @@ class TrainRecipe:
 
     def _write_merged(self) -> Path:
         """ADAPTER_DIR/merged: base + adapter merged into plain weights, with the tokenizer (servable as is)."""
+        from ..export.merged import write_merged
 
-        def build(tmp: Path):
-            merged = load_adapter(load_model(self.ref), self.out.path, merge=True)
-            merged.save_pretrained(str(tmp), safe_serialization=True)
-            self.tok.save_pretrained(str(tmp))
-
-        return write_dir_atomically(self.out.merged, build)
+        return write_merged(self.ref, self.out.path, self.out.merged)
 
 
 def teacher_prefix(teacher) -> list[int]:
