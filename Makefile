@@ -33,7 +33,7 @@ WHEELS ?= $(HOME)/.cache/genpi/wheels
 llama-cpp: install
 	ls $(WHEELS)/llama_cpp_python-$(LLAMA_CPP)-*.whl >/dev/null 2>&1 || { \
 	  echo "building llama-cpp-python $(LLAMA_CPP) from source, once for this machine (about 11 CPU-minutes)"; \
-	  CMAKE_ARGS="-DLLAVA_BUILD=OFF" $(PY) -m pip wheel -q --no-deps -w $(WHEELS) llama-cpp-python==$(LLAMA_CPP); }
+	  $(PY) -m pip wheel -q --no-deps -w $(WHEELS) llama-cpp-python==$(LLAMA_CPP); }
 	$(PY) -m pip install -q --find-links $(WHEELS) 'llama-cpp-python[server]==$(LLAMA_CPP)'
 
 demo: install
