@@ -133,8 +133,7 @@ def run_pipeline(scenario: Scenario, model_ref: ModelRef, out_dir: str | Path, c
         scenario = scenario.model_copy(update={"eval": scenario.eval.model_copy(update={"inputs": [
             EvalInput(input=x) for x in held]})})
         notes.append(f"the scenario has no held-out inputs, so these {len(held)} are synthetic: pseudo inputs that "
-                     "synthesis set aside before training (never trained on); without checks or expectations the "
-                     "scores are empty, and agreement and KL compare each variant with the prompted model")
+                     "synthesis set aside before training (never trained on)")
         print(f"genpi run: evaluating on {len(held)} synthetic held-out inputs (pseudo inputs never trained on)",
               file=sys.stderr)
     fresh = not (out / "report").exists()
