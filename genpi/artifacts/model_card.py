@@ -61,7 +61,8 @@ def _figures(report: dict, variant: str) -> dict:
     out = {"scenario": report.get("scenario"), "n_inputs": report.get("n_inputs"), "variant": variant,
            "score": v.get("score"), "with_prompt_score": ceiling.get("score"), "retention": v.get("retention"),
            "checks": v.get("checks"), "expectations": v.get("expectations"), "kl_to_teacher": v.get("kl_to_teacher"),
-           "checks_with_prompt": ceiling.get("checks"), "expectations_with_prompt": ceiling.get("expectations")}
+           "checks_with_prompt": ceiling.get("checks"), "expectations_with_prompt": ceiling.get("expectations"),
+           "chrf": (v.get("agreement") or {}).get("chrf")}
     env = v.get("env")
     if env:
         out["task"] = {k: env.get(k) for k in ("solved", "n_problems", "success", "valid_action_share")}
@@ -116,6 +117,8 @@ def render(folder: Path, meta: dict, cfg: dict, state: dict) -> str:
             lines.append(f"| expectations (facts) | {_f(e['expectations'])} | {_f(e.get('expectations_with_prompt'))} |")
         if e.get("kl_to_teacher") is not None:
             lines.append(f"| KL to the prompted model (nats/token) | {_f(e['kl_to_teacher'])} | – |")
+        if e.get("chrf") is not None:
+            lines.append(f"| chrF of its replies against the prompted model's | {_f(e['chrf'])} | – |")
         t, tw = e.get("task"), e.get("task_with_prompt") or {}
         if t:
             lines.append(f"| task success ({t.get('n_problems')} problems) | {t.get('solved')} solved | "
