@@ -59,15 +59,20 @@ def chat_backend(engine: str, ref, adapter):
 
     tok = load_tokenizer(ref)
     if engine == "llama.cpp":
-        import tempfile
-
+        from ..artifacts import file_sha256
         from ..export import export_gguf_lora
         from ..generate.llama_cpp import LlamaCppBackend
         from ..generate.llama_server import gguf_file
+        from ..models import cache_dir
 
         base = gguf_file(ref)
-        lora = Path(tempfile.mkdtemp(prefix="genpi-chat-")) / "adapter.gguf"
-        export_gguf_lora(adapter, base, lora)
+        # exported once per adapter weights and base file, then reused by every later chat
+        key = file_sha256(Path(adapter) / "adapter_model.safetensors")[:16] + "-" + ref.fingerprint()
+        lora = cache_dir() / "gguf-lora" / f"{key}.gguf"
+        if not lora.is_file():
+            tmp = lora.with_suffix(".part.gguf")
+            export_gguf_lora(adapter, base, tmp)
+            tmp.replace(lora)
         return LlamaCppBackend(base, tok, lora=lora, name="chat")
     from ..generate import LocalBackend
 

@@ -14,6 +14,8 @@ import difflib
 import html
 from pathlib import Path
 
+from .report import _fmt
+
 CSS = """
 body{font:14px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2em auto;max-width:1200px;
 color:#1d2430;padding:0 1em}
@@ -36,9 +38,7 @@ def _e(x) -> str:
 
 
 def _f(v, digits: int = 2) -> str:
-    if v is None:
-        return "–"
-    return f"{v:.{digits}f}" if isinstance(v, float) else _e(v)
+    return _e(_fmt(v, digits))  # the markdown report's number format, escaped
 
 
 def highlight(text: str, reference: str) -> str:
