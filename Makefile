@@ -27,7 +27,7 @@ $(VENV)/.genpi-test-installed: $(VENV)/.genpi-installed
 	touch $@
 
 # llama.cpp for Python (and its OpenAI-compatible server), built from the registry's source package once
-# per machine into a wheel kept in $(WHEELS) (about 11 CPU-minutes: 6 min on 2 cores), then installed
+# per machine into a wheel kept in $(WHEELS) (about 11 CPU-minutes measured here), then installed
 LLAMA_CPP ?= 0.3.36
 WHEELS ?= $(HOME)/.cache/genpi/wheels
 llama-cpp: install
