@@ -119,16 +119,27 @@ def test_exported_lora_changes_llama_cpp_as_peft_changes_transformers(trained):
 
 
 def test_synthesis_through_llama_cpps_server_over_the_embedded_gguf(trained, cli, tmp_path):
-    """The embedded GGUF served by llama.cpp passes the same-model check, and synthesis runs through it."""
+    """The embedded GGUF served by llama.cpp passes the same-model check, synthesis runs through it, and the
+    teacher's log-probabilities come from it for training's KL term."""
     sc, ref, *_ = trained
     with LlamaServer(gguf_file(ref)) as server:
         res = cli("synth", sc.source, "--out", str(tmp_path / "D"), "--preset", "smoke", "--model", "default",
                   "--num-inputs", "3", "--max-turns", "1", "--model-api-base", server.url, "--model-api-name",
-                  server.name, timeout=600)
+                  server.name, "--teacher-logprobs", "5", timeout=600)
     assert res.returncode == 0, res.stderr[-3000:]
     meta = json.loads((tmp_path / "D" / "meta.json").read_text())
     assert meta["endpoints"]["teacher"] == {"kind": "api", "api_base": server.url, "api_model": server.name}
     assert meta["counts"]["records"] == 3
+    # the teacher's top-5 at its turns' tokens, from the server's echo + logprobs, matched to the local tokens
+    top = meta["teacher_logprobs"]
+    assert top["records"] == 3 and top["sources"] == [f"{server.name} @ {server.url}"]
+    assert top["matched_share"] >= 0.9, top
+    # and training's KL term reads them: no pass of the prompted teacher
+    res = cli("train", sc.source, "--data", str(tmp_path / "D"), "--out", str(tmp_path / "A"), "--model", "default",
+              "--preset", "smoke", "--method", "sft-kl", "--quiet", timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    trained = json.loads((tmp_path / "A" / "genpi.json").read_text())
+    assert trained["kl_teacher"] == "stored top-K log-probabilities" and trained["train"]["teacher_tokens"] == 0
 
 
 def test_chat_through_llama_cpp_replies_as_transformers_does(trained, cli):

@@ -73,3 +73,14 @@ def test_another_served_model_is_refused(served_tiny, served_dir, cli, write, tm
               "--model-api-base", served_tiny, "--model-api-name", served_dir, timeout=600)
     one_line_error(res, "is not the base model", "probes differ", "--model-api-base")
     assert not (tmp_path / "D" / "records.jsonl").exists()
+
+
+@pytest.mark.slow
+def test_a_server_without_prompt_log_probabilities_is_refused_before_any_work(served_tiny, served_dir, cli, write,
+                                                                             tmp_path):
+    """`transformers serve` gives no prompt log-probabilities: --teacher-logprobs is refused in one line."""
+    s = write("s.yaml", SCENARIO)
+    res = cli("synth", str(s), "--out", str(tmp_path / "D"), "--preset", "smoke", "--model", "tiny",
+              "--model-api-base", served_tiny, "--model-api-name", served_dir, "--teacher-logprobs", "5", timeout=600)
+    one_line_error(res, "prompt log-probabilities", "leave out --teacher-logprobs")
+    assert not (tmp_path / "D" / "records.jsonl").exists()

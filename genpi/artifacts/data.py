@@ -6,6 +6,11 @@
                  for inputs that could not give a complete record
   calls.jsonl    the generation-call cache ({"key", "reply"}), so a rerun pays for no call twice
   meta.json      `SynthMeta`: identity (scenario hash, models, settings), counts, filter drops, times
+  teacher_logprobs/  with `genpi synth --teacher-logprobs K`: one safetensors file per record (named by a hash
+                 of its id) holding the prompted teacher's rendering of the conversation (`input_ids`), the
+                 positions of its agent-turn tokens (`positions`), and at each the teacher's top-K token ids
+                 and log-probabilities (`top_ids`, -1 where fewer were listed; `top_logprobs`); its metadata
+                 names the record, K and the source
 """
 
 from __future__ import annotations
@@ -20,6 +25,8 @@ from ..errors import GenpiError
 from .io import JsonlAppender, file_sha256, read_json, read_jsonl, rename_aside, write_json_atomic
 
 RECORDS, INPUTS, CALLS, META = "records.jsonl", "inputs.jsonl", "calls.jsonl", "meta.json"
+TEACHER_LOGPROBS = "teacher_logprobs"
+TEACHER_TENSORS = ("input_ids", "positions", "top_ids", "top_logprobs")
 
 
 class Turn(BaseModel):
@@ -102,6 +109,7 @@ class SynthMeta(BaseModel):
     stage_seconds_total: dict = Field(default_factory=dict)
     coverage: dict = Field(default_factory=dict)  # synth.coverage.coverage(): the prompt's units in the data
     endpoints: dict = Field(default_factory=dict)  # role -> the local model or the endpoint that wrote its text
+    teacher_logprobs: dict = Field(default_factory=dict)  # K, source, records scored, tokens matched (if stored)
     updated: str = ""
 
 
@@ -114,6 +122,7 @@ class DataDir:
         self.inputs_path = self.path / INPUTS
         self.calls_path = self.path / CALLS
         self.meta_path = self.path / META
+        self.teacher_logprobs_dir = self.path / TEACHER_LOGPROBS
 
     def __repr__(self) -> str:
         return f"DataDir({str(self.path)!r})"
@@ -206,3 +215,43 @@ class DataDir:
 
     def write_meta(self, meta: SynthMeta) -> None:
         write_json_atomic(self.meta_path, meta.model_dump(mode="json"))
+
+    # -- the teacher's top-K log-probabilities ------------------------------------------------
+    def _teacher_file(self, record_id: str) -> Path:
+        return self.teacher_logprobs_dir / (hashlib.sha256(record_id.encode()).hexdigest()[:16] + ".safetensors")
+
+    def write_teacher_logprobs(self, record_id: str, tensors: dict, meta: dict) -> None:
+        """Store one record's teacher log-probabilities (tensors named as TEACHER_TENSORS), atomically."""
+        from safetensors.torch import save_file
+
+        missing = [k for k in TEACHER_TENSORS if k not in tensors]
+        if missing:
+            raise ValueError(f"teacher log-probabilities need {', '.join(missing)}")
+        self.teacher_logprobs_dir.mkdir(parents=True, exist_ok=True)
+        path = self._teacher_file(record_id)
+        tmp = path.with_suffix(".tmp")
+        save_file({k: tensors[k].contiguous() for k in TEACHER_TENSORS}, str(tmp),
+                  metadata={"record": record_id, **{k: str(v) for k, v in meta.items()}})
+        tmp.replace(path)
+
+    def read_teacher_logprobs(self, record_id: str) -> tuple[dict, dict] | None:
+        """(tensors, metadata) of one record, or None when none were stored; a damaged file is an error."""
+        from safetensors import SafetensorError, safe_open
+
+        path = self._teacher_file(record_id)
+        if not path.is_file():
+            return None
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                meta = f.metadata() or {}
+                tensors = {k: f.get_tensor(k) for k in TEACHER_TENSORS}
+        except (SafetensorError, OSError, KeyError) as e:
+            raise GenpiError(f"{path} is damaged ({str(e).splitlines()[0]}): delete it and rerun 'genpi synth' "
+                             "with --teacher-logprobs to store it again") from None
+        if meta.get("record") != record_id:
+            raise GenpiError(f"{path} belongs to record '{meta.get('record')}', not '{record_id}': delete it "
+                             "and rerun 'genpi synth' with --teacher-logprobs")
+        return tensors, meta
+
+    def has_teacher_logprobs(self, record_id: str) -> bool:
+        return self._teacher_file(record_id).is_file()

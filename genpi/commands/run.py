@@ -31,7 +31,7 @@ def add_arguments(p):
                    help="print the plan (tokens each stage generates or trains on, and the time at the pace "
                         "earlier runs measured on this machine) and stop; every run prints it first")
     g = p.add_argument_group("sizes (defaults: the preset's; a changed size redoes the stages it feeds)")
-    add_flags(g, SynthConfig, only=("num_inputs", "max_turns"))
+    add_flags(g, SynthConfig, only=("num_inputs", "max_turns", "teacher_logprobs"))
     add_flags(g, TrainConfig, only=("epochs",))
     add_flags(g, EvalConfig, only=("env", "limit"))
 

@@ -22,6 +22,8 @@ if TYPE_CHECKING:
     from .specs import ApiSpec
 
 NO_KEY = "EMPTY"  # local servers need no key, but the SDK requires one
+NO_LOGPROBS_FIX = ("serve the base model with one that does (vLLM: prompt_logprobs; llama.cpp's server: echo with "
+                   "logprobs), or leave out --teacher-logprobs (training then runs the prompted teacher itself)")
 
 
 class OpenAIBackend:
@@ -72,6 +74,37 @@ class OpenAIBackend:
 
     def close(self) -> None:
         self.client.close()
+
+    def prompt_logprobs(self, text: str, k: int) -> dict:
+        """The endpoint's log-probabilities of every token of `text` (its top `k` at each), as the raw first
+        choice of a /completions answer: vLLM's `prompt_logprobs` and the legacy `echo` + `logprobs` are both
+        asked for, then the latter alone if the server refuses the former. Parse it with generate.prompt_logprobs.
+
+        A refusal (HTTP 4xx) is one line saying that this endpoint gives no prompt log-probabilities."""
+        asks = [{"prompt_logprobs": k}, None]  # a strict server may refuse the field it does not know
+        while True:
+            try:
+                raw = self.client.completions.with_raw_response.create(
+                    model=self.spec.api_model, prompt=text, max_tokens=1, temperature=0.0, echo=True, logprobs=k,
+                    stream=False, extra_body=asks.pop(0))
+                data = raw.http_response.json()
+                break
+            except openai.APIStatusError as e:
+                if not 400 <= e.status_code < 500 or e.status_code in (401, 403, 404, 408, 409, 429):
+                    raise GenpiError(self._explain(e)) from None
+                if not asks:
+                    raise GenpiError(f"{self.spec.api_base} refused to give prompt log-probabilities (HTTP "
+                                     f"{e.status_code}: {self._detail(e)}): {NO_LOGPROBS_FIX}") from None
+            except openai.APIError as e:
+                raise GenpiError(self._explain(e)) from None
+            except ValueError:
+                raise GenpiError(f"{self.spec.api_base} answered /completions with something that is not JSON: "
+                                 f"check {self.spec.flags[0]}") from None
+        choices = data.get("choices") if isinstance(data, dict) else None
+        if not choices or not isinstance(choices[0], dict):
+            raise GenpiError(f"{self.spec.api_base} answered /completions without choices: is it an "
+                             f"OpenAI-compatible /v1 endpoint? Check {self.spec.flags[0]}")
+        return choices[0]
 
     # -- one request ---------------------------------------------------------------------------
     def _complete(self, messages: list[dict], **settings) -> str:

@@ -40,6 +40,10 @@ class SynthConfig(StageConfig):
                              "inputs.jsonl), for evaluation; `genpi run` sets some aside when the scenario has no "
                              "held-out inputs of its own", metavar="N")
     examples_shown: int = option(3, "example requests shown per call (seeds or kept inputs)", cli=False)
+    teacher_logprobs: int = option(0, "also store the prompted teacher's top-K log-probabilities at every agent-turn "
+                                      "token of each record (from the served base model with --model-api-base, else "
+                                      "the local one); training's KL term then reads them instead of running the "
+                                      "teacher (--kl-teacher); 0: store none", metavar="K")
     batch_size: int = option(8, "records generated together", metavar="B")
     reason_sentences: int = option(5, "sentences asked for in a reason", cli=False)
     teacher_samples: int = option(4, "sampled retries of a teacher reply that breaks one of the scenario's checks "
@@ -58,7 +62,7 @@ class SynthConfig(StageConfig):
     def __post_init__(self):
         if not 0.0 <= self.coverage <= 1.0:
             raise GenpiError(f"--coverage must be between 0 and 1, not {self.coverage}")
-        at_least(self, 0, "teacher_samples", "holdout")
+        at_least(self, 0, "teacher_samples", "holdout", "teacher_logprobs")
         at_least(self, 1, "coverage_k", "aimed_per_call", "num_inputs", "max_turns", "max_new_tokens", "reason_tokens", "input_tokens",
                  "inputs_per_call", "calls_per_round", "batch_size")
         if self.input_tokens is None:

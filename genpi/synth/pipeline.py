@@ -122,6 +122,11 @@ class _Run:
             shell_roleplay(self.sc).close()  # the protocol and the sandbox are checked before any work
         if self.base_api is not None:
             self.base()  # so is the served model
+            if self.cfg.teacher_logprobs:  # and whether it gives the teacher's log-probabilities
+                from ..generate.prompt_logprobs import probe
+                from ..models import load_tokenizer
+
+                probe(self._base, load_tokenizer(self.ref), self.cfg.teacher_logprobs)
         self.ident = self.identity()
         old = self.data.resumable_meta()
         old = self._reshaped(old)
@@ -140,6 +145,8 @@ class _Run:
         try:
             todo = self._inputs()
             self._records(todo)
+            if self.cfg.teacher_logprobs and not self.shortfall:
+                self._teacher_logprobs()
         except KeyboardInterrupt:
             self._write_meta("interrupted")
             print(f"\ngenpi synth: stopped; {len(self.records)} of {self.cfg.num_inputs} records are saved in "
@@ -153,6 +160,13 @@ class _Run:
         if self.shortfall:
             raise GenpiError(self.shortfall)
         return summary
+
+    def _teacher_logprobs(self) -> None:
+        from .teacher_logprobs import store_teacher_logprobs
+
+        served = self._base if self.base_api is not None else None
+        self.topk = store_teacher_logprobs(self.data, self.sc, list(self.records.values()), self.ref,
+                                           self.cfg.teacher_logprobs, served=served, progress=self.progress)
 
     def _reshaped(self, old: SynthMeta | None) -> SynthMeta | None:
         """When only the shaping settings differ from the folder's, keep its records aside and start afresh;
@@ -498,6 +512,7 @@ class _Run:
             "teacher_checks": checks,
             "coverage": self._coverage(),
             "endpoints": self.endpoints(),
+            "teacher_logprobs": getattr(self, "topk", None) or old.teacher_logprobs,
             "stage_seconds": {k: round(v, 2) for k, v in self.seconds.items()},
             "stage_seconds_total": {k: round(v + float(old_secs.get(k, 0)), 2) for k, v in self.seconds.items()},
             "updated": time.strftime("%Y-%m-%dT%H:%M:%S"),
@@ -506,7 +521,7 @@ class _Run:
             self.data.write_meta(SynthMeta.model_validate(meta))
         return {"out_dir": str(self.out), "records_file": str(self.data.records_path), "status": status, "records": len(self.records),
                 "requested": self.cfg.num_inputs, "counts": counts, "filter_drops": drops,
-                "env": self.cfg.env, "teacher_checks": checks, "coverage": meta["coverage"], "stage_seconds": meta["stage_seconds"],
+                "env": self.cfg.env, "teacher_checks": checks, "teacher_logprobs": meta["teacher_logprobs"], "coverage": meta["coverage"], "stage_seconds": meta["stage_seconds"],
                 "wall_seconds": round(time.time() - self.started, 2), "shortfall": self.shortfall}
 
 
@@ -590,6 +605,11 @@ def format_summary(s: dict) -> str:
             lines.append(f"  teacher replies to aimed inputs that drew on none of their units: "
                          f"{c['teacher_missed_unit']}, replaced by a sample that does: "
                          f"{c.get('teacher_unit_resampled', 0)}")
+    top = s.get("teacher_logprobs") or {}
+    if top.get("records"):
+        lines.append(f"  teacher top-{top['k']} log-probabilities stored for {top['records']} records "
+                     f"({', '.join(top['sources'])}): {top['matched']} of {top['tokens']} agent-turn tokens "
+                     f"({top['matched_share']:.0%}) in {top['seconds']:.1f} s")
     lines.append("  seconds per stage (this run): " + ", ".join(f"{k} {v:.1f}" for k, v in s["stage_seconds"].items())
                  + f"; wall {s['wall_seconds']:.1f}")
     return "\n".join(lines)

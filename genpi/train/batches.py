@@ -14,6 +14,7 @@ import random
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from .examples import IGNORE, Example
@@ -94,10 +95,12 @@ def build_plan(sft_lengths: list[int], pg_pool: list[list[int]], pg_lengths: dic
 
 
 class StepDataset(Dataset):
-    """Item i = the examples of micro-step i, by kind ("sft", "pg", and "teacher" twins for a KL term)."""
+    """Item i = the examples of micro-step i, by kind ("sft", "pg", and "teacher" twins for a KL term), and the
+    teacher twins' stored top-K rows ("teacher_topk") when the KL term reads them."""
 
-    def __init__(self, plan: Plan, sft: list[Example], pg: list[Example], teacher: list[Example] | None = None):
-        self.plan, self.sft, self.pg, self.teacher = plan, sft, pg, teacher
+    def __init__(self, plan: Plan, sft: list[Example], pg: list[Example], teacher: list[Example] | None = None,
+                 teacher_topk: list[tuple] | None = None):
+        self.plan, self.sft, self.pg, self.teacher, self.teacher_topk = plan, sft, pg, teacher, teacher_topk
 
     def __len__(self) -> int:
         return len(self.plan.steps)
@@ -107,6 +110,8 @@ class StepDataset(Dataset):
         item = {"sft": [self.sft[j] for j in step["sft"]], "pg": [self.pg[j] for j in step["pg"]]}
         if self.teacher is not None:
             item["teacher"] = [self.teacher[j] for j in step["sft"]]
+        if self.teacher_topk is not None:
+            item["teacher_topk"] = [self.teacher_topk[j] for j in step["sft"]]
         return item
 
 
@@ -123,6 +128,13 @@ class StepCollator:
         out = {}
         for kind, exs in items[0].items():
             if not exs:
+                continue
+            if kind == "teacher_topk":  # rows of every twin in turn: the order of the supervised targets
+                width = max(ids.shape[1] for ids, _ in exs)
+                out["teacher_topk_ids"] = torch.cat([F.pad(ids.long(), (0, width - ids.shape[1]), value=-1)
+                                                     for ids, _ in exs])
+                out["teacher_topk_logprobs"] = torch.cat([F.pad(lp.float(), (0, width - lp.shape[1]),
+                                                                value=float("-inf")) for _, lp in exs])
                 continue
             width = max(len(e) for e in exs)
             ids = torch.full((len(exs), width), self.pad_id, dtype=torch.long)

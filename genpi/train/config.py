@@ -38,6 +38,11 @@ class TrainConfig(StageConfig):
     kl: float = option(0.0, "genpi only: weight of a token-level KL(prompted teacher || adapter) term on the "
                             "teacher's replies, added to the joint loss (off-policy distillation of the teacher's "
                             "distribution, not only its sampled tokens); 0: the paper's loss", metavar="W")
+    kl_teacher: str = option("auto", "where the KL term (sft-kl, --kl) gets the prompted teacher's distribution: "
+                                     "'model' runs the prompted base model in each step; 'stored' reads the top-K "
+                                     "log-probabilities `genpi synth --teacher-logprobs K` stored beside the records "
+                                     "(no teacher pass; a lower bound of the full KL, see README); 'auto': stored "
+                                     "when every record has them", metavar="SOURCE", choices=("auto", "model", "stored"))
     on_policy: float = option(0.0, "weight of an on-policy distillation term: the adapter answers the pseudo inputs "
                                    "itself (no prompt), the prompted base model scores the reply, the loss is the "
                                    "per-token reverse KL(adapter || teacher); 0: off", metavar="W")
@@ -105,6 +110,8 @@ class TrainConfig(StageConfig):
         if self.on_policy > 0 and not self.uses_sft:
             bad("--on-policy needs SFT examples (their inputs are what the adapter answers): use --lambda above 0")
         at_least(self, 1, "on_policy_every", "on_policy_tokens")
+        if self.kl_teacher not in ("auto", "model", "stored"):
+            bad(f"unknown --kl-teacher '{self.kl_teacher}': choose auto, model or stored")
         if self.kl > 0 and self.method != "genpi":
             bad(f"--kl adds a KL term to the genpi joint loss; method {self.method} does not take it "
                 "(sft-kl has --kl-weight)")
@@ -155,8 +162,9 @@ class TrainConfig(StageConfig):
         off |= {"load_in_4bit"} if not self.load_in_4bit else set()
         if self.on_policy == 0:
             off |= {"on_policy", "on_policy_every", "on_policy_tokens", "on_policy_temperature"}
+        # kl_teacher: the source the run actually used is signed by the recipe (run key "teacher_logprobs")
         return {k: v for k, v in self.to_dict().items()
-                if k not in ("merge", "precision", "gradient_checkpointing") and k not in off}
+                if k not in ("merge", "precision", "gradient_checkpointing", "kl_teacher") and k not in off}
 
     @property
     def uses_sft(self) -> bool:

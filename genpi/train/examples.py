@@ -90,14 +90,21 @@ def sft_example(tok, sc: Scenario, rec: Record, max_source: int, max_target: int
     truncated = keep < len(r.spans)
     teacher = None
     if want_teacher:
-        base = teacher_messages(sc, rec.input)
-        t = assistant_spans(tok, base + turns, first=len(base))
+        t = teacher_rendering(tok, sc, rec)
         t_end = t.spans[keep - 1][1] if keep else t.spans[0][0] + max_target
         teacher = _example("teacher", rec, t.ids, t.spans[:max(keep, 1)], t_end)
         if [x for x in teacher.labels if x != IGNORE] != [x for x in ex.labels if x != IGNORE]:
             raise GenpiError(f"record {rec.id}: the teacher and student renderings of the agent turns differ; "
                              "the KL term needs the same tokens on both sides")
     return SftBuild(ex, teacher, truncated=truncated)
+
+
+def teacher_rendering(tok, sc: Scenario, rec: Record):
+    """The record's conversation as the prompted teacher sees it (prompt, input, every turn), with the span of
+    each agent turn: what the KL term compares the adapter with, and what synthesis scores with
+    --teacher-logprobs."""
+    base = teacher_messages(sc, rec.input)
+    return assistant_spans(tok, base + rec.turns(), first=len(base))
 
 
 def _fit_turns(r, max_target: int) -> tuple[int, int]:
@@ -224,15 +231,22 @@ def pg_example(tok, rec: Record, section: str, j: int, k: int, max_source: int, 
 class Built:
     sft: list[Example] = field(default_factory=list)
     teacher: list[Example] | None = None
+    teacher_topk: list[tuple] | None = None  # per teacher twin: stored (top ids, top log-probs) at its targets
     pg: list[Example] = field(default_factory=list)
     pg_pool: list[list[int]] = field(default_factory=list)  # per record: PG example indices by section
     sections: int = 0
     stats: dict = field(default_factory=dict)
 
 
-def build_examples(tok, sc: Scenario, records: list[Record], cfg: TrainConfig, progress: bool = True) -> Built:
-    """Every example the run can use: SFT (and teacher twins for a KL term) and PG for each prompt section."""
+def build_examples(tok, sc: Scenario, records: list[Record], cfg: TrainConfig, progress: bool = True,
+                   stored=None) -> Built:
+    """Every example the run can use: SFT (and teacher twins for a KL term) and PG for each prompt section.
+
+    stored: record id -> (tensors, metadata) of the teacher's stored top-K log-probabilities
+    (DataDir.read_teacher_logprobs), when the KL term reads them instead of running the teacher."""
     b = Built(teacher=[] if cfg.uses_kl else None)
+    if b.teacher is not None and stored is not None:
+        b.teacher_topk = []
     st = {"records": len(records), "sft_skipped_source_too_long": 0, "sft_turns_truncated": 0,
           "sft_prompt_in_input": 0, "pg_skipped_source_too_long": 0}
     mixed = set()
@@ -257,6 +271,8 @@ def build_examples(tok, sc: Scenario, records: list[Record], cfg: TrainConfig, p
                 st["sft_prompt_in_input"] += int(i in mixed)
                 if b.teacher is not None:
                     b.teacher.append(s.teacher)
+                if b.teacher_topk is not None:
+                    b.teacher_topk.append(stored_rows(s.teacher, stored(rec.id)))
         if sections:
             opts = []
             for j, text in enumerate(sections, 1):
@@ -277,3 +293,23 @@ def build_examples(tok, sc: Scenario, records: list[Record], cfg: TrainConfig, p
                          f"{cfg.max_source_tokens}: raise it")
     b.stats = st
     return b
+
+
+def stored_rows(ex: Example, stored: tuple[dict, dict] | None) -> tuple:
+    """The stored top-K (ids [N, K], log-probs [N, K]) at a teacher twin's N supervised targets, in order."""
+    import torch
+
+    fix = ("rerun 'genpi synth --teacher-logprobs K' into a new folder for this scenario and model, or train "
+           "with --kl-teacher model")
+    if stored is None:
+        raise GenpiError(f"record {ex.record} has no stored teacher log-probabilities: {fix}")
+    tensors = stored[0]
+    if tensors["input_ids"][:len(ex)].tolist() != list(ex.input_ids):
+        raise GenpiError(f"record {ex.record}: its stored teacher log-probabilities belong to another rendering of "
+                         f"the conversation (another prompt, model or chat template): {fix}")
+    row = {p: r for r, p in enumerate(tensors["positions"].tolist())}
+    targets = [p for p, x in enumerate(ex.labels) if x != IGNORE]
+    if any(p not in row for p in targets):
+        raise GenpiError(f"record {ex.record}: its stored teacher log-probabilities miss some agent-turn tokens: {fix}")
+    idx = torch.tensor([row[p] for p in targets], dtype=torch.long)
+    return tensors["top_ids"][idx], tensors["top_logprobs"][idx]

@@ -66,12 +66,15 @@ class TrainRecipe:
             raise GenpiError(f"'{self.data.path}' was synthesized for another scenario (or another version of it): "
                              "rerun 'genpi synth' for this scenario or pass the matching --data folder")
         self.data_sha = self.data.records_sha256()
+        self.topk = self._stored_teacher()
         self.run_key = {**cfg.signed(), "data_sha256": self.data_sha,
                         # micro-batches per optimizer step in all processes: N processes with G are the same
                         # run (the same steps, the same signature) as one process with N * G
                         "grad_accum": cfg.grad_accum * self.procs.num_processes,
                         "scenario_sha256": sc.sha256(), "prompt_sha256": sc.prompt_sha256,
                         "model": self.ref.fingerprint()}
+        if self.topk:  # the KL term reads the stored top-K: another run than one with the teacher's passes
+            self.run_key["teacher_logprobs"] = self.topk
         self.signature = text_sha256(self.run_key)[:16]
         self.tok = load_tokenizer(self.ref)
         if out.meta_path.is_file():
@@ -93,8 +96,29 @@ class TrainRecipe:
             raise GenpiError(f"'{out.checkpoints}' holds checkpoints of a different run (differs in: "
                              f"{_differences(old.get('run', {}), self.run_key)}): pass a new --out or delete "
                              f"'{out.checkpoints}'")
-        self.built = build_examples(self.tok, sc, self.records, cfg, self.progress)
+        self.built = build_examples(self.tok, sc, self.records, cfg, self.progress,
+                                    stored=self.data.read_teacher_logprobs if self.topk else None)
+        if self.topk and self.main and self.progress:
+            print(f"genpi train: the KL term reads the teacher's stored top-{self.topk['k']} log-probabilities "
+                  f"({', '.join(self.topk['sources'])}); no teacher pass", file=sys.stderr)
         return None
+
+    def _stored_teacher(self) -> dict | None:
+        """The stored teacher log-probabilities this run's KL term reads (meta.json's summary), or None when it
+        runs the prompted teacher (--kl-teacher model, no KL term, or auto with some record lacking them)."""
+        cfg = self.cfg
+        if not cfg.uses_kl or cfg.kl_teacher == "model" or cfg.method not in ("sft-kl", "genpi") or \
+                (cfg.method == "genpi" and cfg.kl == 0):
+            return None
+        have = all(self.data.has_teacher_logprobs(r.id) for r in self.records)
+        top = (self.data_meta.teacher_logprobs if self.data_meta else None) or {}
+        if not have or not top.get("records"):
+            if cfg.kl_teacher == "stored":
+                raise GenpiError(f"--kl-teacher stored: '{self.data.path}' has no stored teacher log-probabilities "
+                                 "for every record: run 'genpi synth' on it again with --teacher-logprobs K, or "
+                                 "pass --kl-teacher model")
+            return None
+        return {"k": top["k"], "sources": top.get("sources", []), "records": top["records"]}
 
     # -- fit ------------------------------------------------------------------------------------
     def fit(self) -> None:
@@ -143,7 +167,8 @@ class TrainRecipe:
                 print(f"genpi train: {torch.cuda.device_count()} GPUs visible, one used; for all of them run "
                       f"'torchrun --nproc-per-node {torch.cuda.device_count()} -m genpi train ...'", file=sys.stderr)
         trainer = GenpiTrainer(model=self.model, args=args,
-                               train_dataset=StepDataset(plan, built.sft, built.pg, built.teacher),
+                               train_dataset=StepDataset(plan, built.sft, built.pg, built.teacher,
+                                                         built.teacher_topk),
                                data_collator=StepCollator(self.tok.pad_token_id),
                                method=cfg.method, lam=cfg.lam,
                                kl_weight=cfg.kl if cfg.method == "genpi" else cfg.kl_weight,
@@ -217,6 +242,8 @@ class TrainRecipe:
             "scenario": {"name": sc.name, "sha256": sc.sha256(), "prompt_sha256": sc.prompt_sha256,
                          "source": sc.source},
             "method": cfg.method, "lambda": cfg.lam, "kl_weight": cfg.kl_weight,
+            "kl_teacher": ("stored top-K log-probabilities" if self.topk else "the prompted base model")
+            if self.built.teacher is not None else None,
             "data": {"dir": str(self.data.path), "sha256": self.data_sha, **self.built.stats,
                      "synth_meta": {k: dm[k] for k in ("genpi_version", "identity", "models", "counts", "sampling")
                                     if k in dm}},
