@@ -61,6 +61,7 @@ def main(args) -> int:
     if result["bench"] is not None:
         r = result["bench"]["ratios"][result["bench"]["internalized_variant"]]
         print(f"bench: internalized / with_prompt = {r['flops']:.2f} FLOPs, {r['latency']:.2f} latency")
-    print(f"wrote {out}/report/report.md, {out}/bench/bench.md and run.json "
+    bench_md = f" {out}/bench/bench.md," if result["bench"] is not None else ""
+    print(f"wrote {out}/report/report.md,{bench_md} {out}/report/report.html and run.json "
           f"({result['run']['seconds_total']:.0f} s this run)")
     return 0
