@@ -211,3 +211,23 @@ def test_stale_or_missing_log_probabilities_are_one_line_errors(stored, cli, tmp
     shutil.rmtree(data.teacher_logprobs_dir)
     one_line_error(cli(*common, "--out", str(tmp_path / "B"), "--kl-teacher", "stored"),
                    "no stored teacher log-probabilities", "--teacher-logprobs K")
+
+
+@pytest.mark.slow
+def test_a_rerun_scores_only_what_is_missing_or_asked_anew(stored, cli, tmp_path):
+    import shutil
+
+    d = tmp_path / "D"
+    shutil.copytree(stored / "D", d)
+    data = DataDir(d)
+    recs = data.read_records()
+    data._teacher_file(recs[0].id).unlink()
+    before = {r.id: data._teacher_file(r.id).stat().st_mtime_ns for r in recs[1:]}
+    args = ("synth", str(stored / "s.yaml"), "--out", str(d), "--model", "tiny", "--preset", "smoke",
+            "--num-inputs", "3", "--max-turns", "2", "--quiet")
+    assert cli(*args, "--teacher-logprobs", "6").returncode == 0
+    assert data.has_teacher_logprobs(recs[0].id)
+    assert {r.id: data._teacher_file(r.id).stat().st_mtime_ns for r in recs[1:]} == before  # kept as they were
+    assert cli(*args, "--teacher-logprobs", "3").returncode == 0  # another K: every record scored again
+    assert all(data.read_teacher_logprobs(r.id)[0]["top_ids"].shape[1] == 3 for r in recs)
+    assert json.loads(data.meta_path.read_text())["teacher_logprobs"]["k"] == 3

@@ -5,7 +5,7 @@ term of training reads them instead of running the prompted teacher.
 With the base model served (`--model-api-base`) they come from the endpoint's prompt log-probabilities (see
 generate.prompt_logprobs: vLLM and llama.cpp's server give them; `transformers serve` does not, and is refused
 in one line); otherwise from the local model. One file per record, written as it is done: a rerun scores only
-the records that have none.
+the records that have none (or have another K than the one asked for now).
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ def store_teacher_logprobs(data: DataDir, sc: Scenario, records: list[Record], r
 
     tok = load_tokenizer(ref)
     source = f"{served.spec.api_model} @ {served.spec.api_base}" if served is not None else f"local {ref.name}"
-    todo = [r for r in records if not data.has_teacher_logprobs(r.id)]
+    todo = [r for r in records if _stored_k(data, r.id) != k]  # none yet, or another K asked for now
     model = vocab = None
     if todo:
         if served is not None:
@@ -60,6 +60,13 @@ def store_teacher_logprobs(data: DataDir, sc: Scenario, records: list[Record], r
                                              "top_ids": top.top_ids, "top_logprobs": top.top_logprobs},
                                     {"k": k, "source": source, "matched": top.matched, "tokens": len(positions)})
     return summary(data, records, k, time.time() - t0)
+
+
+def _stored_k(data: DataDir, record_id: str) -> int | None:
+    if not data.has_teacher_logprobs(record_id):
+        return None
+    got = data.read_teacher_logprobs(record_id)
+    return int(got[1].get("k", -1)) if got else None
 
 
 def summary(data: DataDir, records: list[Record], k: int, seconds: float) -> dict:
