@@ -72,6 +72,8 @@ def main() -> int:
     ap.add_argument("--epochs", type=float, default=None, help="override the preset's epochs")
     ap.add_argument("--pg-fraction", type=float, default=None)
     ap.add_argument("--kl", type=float, default=None, help="genpi's KL term (default: the preset's)")
+    ap.add_argument("--kl-teacher", default=None, choices=("auto", "model", "stored"),
+                    help="where the KL term's teacher comes from (stored: `genpi synth --teacher-logprobs K` first)")
     ap.add_argument("--precision", default=None, choices=("auto", "bf16", "fp32"), help="default: the preset's, auto")
     ap.add_argument("--lora-dropout", type=float, default=None, help="default: the preset's")
     ap.add_argument("--out", default=None, help="keep the adapters here (default: a temp folder)")
@@ -97,14 +99,15 @@ def main() -> int:
         t0 = time.time()
         cfg = TrainConfig.from_preset(args.preset, method=method, epochs=args.epochs, pg_fraction=args.pg_fraction,
                                       kl=args.kl if method == "genpi" else None, precision=args.precision,
-                                      lora_dropout=args.lora_dropout)
+                                      lora_dropout=args.lora_dropout, kl_teacher=args.kl_teacher)
         s = train_adapter(sc, ref, data, work / f"adapter-{method}", cfg, progress=True)
         wall = time.time() - t0
         t, d = s["train"], s["data"]
         runs[method] = {"total_wall_s": round(wall, 1), "train_wall_s": t["wall_s"], "tokens": t["tokens"],
                         "teacher_tokens": t["teacher_tokens"], "tokens_per_s": t["tokens_per_s"],
                         "optimizer_steps": t["optimizer_steps"], "bf16": t.get("bf16"),
-                        "lora_dropout": cfg.lora_dropout, "kl": cfg.kl, "sft_examples": d["sft_examples"],
+                        "lora_dropout": cfg.lora_dropout, "kl": cfg.kl, "kl_teacher": s.get("kl_teacher"),
+                        "sft_examples": d["sft_examples"],
                         "pg_examples": d["pg_examples"], "pg_sections": d["pg_sections"],
                         "sft_tokens_per_epoch": d["sft_tokens"],
                         "pg_tokens_per_epoch": round(d["pg_tokens"] / max(d["pg_sections"], 1)
