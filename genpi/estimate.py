@@ -51,10 +51,15 @@ def plan(scenario, tok, config, methods, *, episodes: int = 0, rounds: int = 8) 
                           f"student {T} + reason {R} + {K - 1} role-play rounds x {2 * T}); the {prompt}-token "
                           f"prompt read {n * K} times")
     sft = inp + (2 * K - 1) * T
+    stored = bool(s.teacher_logprobs) and t.kl_teacher != "model"  # the KL term then reads, not runs, the teacher
+    if s.teacher_logprobs:
+        p.tokens["teacher log-probs"] = n * (prompt + sft)
+        p.details["teacher log-probs"] = (f"{n} records x ({prompt}-token prompt + {sft} conversation) read once "
+                                          f"for the teacher's top {s.teacher_logprobs}")
     pg = min(prompt, t.max_target_tokens) + R + inp + 2 * T + PG_TEMPLATE
     for m in methods:
         per = {"genpi": sft + t.pg_fraction * pg, "prompt-mix": sft + prompt / 2}.get(m, sft)
-        kl = sft if (m == "sft-kl" or (m == "genpi" and t.kl > 0)) else 0
+        kl = sft if (m == "sft-kl" or (m == "genpi" and t.kl > 0)) and not stored else 0
         p.tokens[f"train {m}"] = math.ceil(t.epochs * n * (per + kl))
         p.details[f"train {m}"] = (f"{t.epochs:g} epochs x {n} records x ({per:.0f} trained"
                                    + (f" + {kl} teacher" if kl else "") + " tokens)")

@@ -37,6 +37,11 @@ def test_plan_counts_tokens_from_the_settings(sc, tiny_tok):
     more = estimate.plan(sc, tiny_tok, RunConfig.from_preset("quick", sc, synth={"num_inputs": 20, "max_turns": 1,
                                                                                  "coverage": 0.0}), ["genpi"])
     assert more.tokens["train genpi"] == 2 * p.tokens["train genpi"]
+    # stored teacher log-probabilities: one read of every record with the prompt, and no teacher pass in training
+    top = estimate.plan(sc, tiny_tok, RunConfig.from_preset("quick", sc, synth={
+        "num_inputs": 10, "max_turns": 1, "coverage": 0.0, "teacher_logprobs": 20}), ["genpi", "sft"])
+    assert top.tokens["teacher log-probs"] == 10 * (p.prompt_tokens + top.tokens["train sft"] // (10 * cfg.train.epochs))
+    assert top.tokens["train genpi"] < p.tokens["train genpi"] and top.tokens["train sft"] == p.tokens["train sft"]
 
 
 def test_paces_round_trip_and_give_times(sc, tiny_tok, tiny_ref, tmp_path, monkeypatch):
