@@ -19,6 +19,7 @@ import argparse
 import json
 import platform
 import sys
+import time
 from pathlib import Path
 
 import torch
@@ -27,19 +28,12 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from genpi.artifacts import DataDir  # noqa: E402
+from genpi.generate.prompt_logprobs import logits_at  # noqa: E402
 from genpi.kl import token_kl, top_logprobs, topk_kl  # noqa: E402
 from genpi.models import load_adapter, load_model, load_tokenizer, render_chat, resolve_model  # noqa: E402
 from genpi.scenario import load_scenario, student_messages, teacher_messages  # noqa: E402
 from genpi.train.examples import teacher_rendering  # noqa: E402
 from genpi.train.masking import assistant_spans  # noqa: E402
-
-
-@torch.no_grad()
-def logits_at(model, ids: list[int], positions: list[int]) -> torch.Tensor:
-    """[N, V] logits predicting ids[p] for each p in positions."""
-    x = torch.tensor([ids], device=model.device)
-    pos = torch.tensor([p - 1 for p in positions], device=model.device)
-    return model(input_ids=x, logits_to_keep=pos, use_cache=False).logits[0].float()
 
 
 def main() -> None:
@@ -63,6 +57,7 @@ def main() -> None:
 
     full, mass, approx, served_rows = [], {k: [] for k in ks}, {k: [] for k in ks}, []
     texts = []
+    local_s = served_s = 0.0
     for rec in records:
         t = teacher_rendering(tok, sc, rec)
         s = assistant_spans(tok, student_messages(sc, rec.input, rec.turns()), first=1)
@@ -71,7 +66,10 @@ def main() -> None:
         if [t.ids[p] for p in t_pos] != [s.ids[p] for p in s_pos]:
             print(f"skipping record {rec.id}: teacher and student tokens of its turns differ", file=sys.stderr)
             continue
-        tl, sl = logits_at(teacher, t.ids, t_pos), logits_at(student, s.ids, s_pos)
+        t0 = time.perf_counter()
+        tl = logits_at(teacher, t.ids, t_pos)  # what the local source of --teacher-logprobs runs per record
+        local_s += time.perf_counter() - t0
+        sl = logits_at(student, s.ids, s_pos)
         full.append(token_kl(tl, sl))
         for k in ks:
             v, i = top_logprobs(tl, k)
@@ -89,17 +87,21 @@ def main() -> None:
         with LlamaServer(gguf_file(ref)) as srv:
             backend = OpenAIBackend(ApiSpec(srv.url, srv.name, role="base", timeout=1800))
             for text, ids, pos, sl in texts:
+                t0 = time.perf_counter()
                 top = served_topk(backend, vocab, text, ids, pos, k)
+                served_s += time.perf_counter() - t0
                 served_rows.append(topk_kl(top.top_ids.long(), top.top_logprobs, sl))
 
     f = torch.cat(full)
     n = f.numel()
     student_name = f"adapter {args.adapter}" if args.adapter else "base model without the prompt"
     print(f"{n} agent-turn tokens of {len(full)} records; teacher: {ref.name} with the prompt; student: {student_name}")
-    print(f"full KL (whole vocabulary): mean {f.mean():.4f} nats/token")
+    print(f"full KL (whole vocabulary): mean {f.mean():.4f} nats/token; the teacher's pass took "
+          f"{local_s / len(full):.2f} s per record here")
     print("| K | teacher mass in top K | top-K KL | top-K / full | mean abs error per token |")
     print("|---:|---:|---:|---:|---:|")
     out = {"model": ref.name, "student": student_name, "records": len(full), "tokens": n,
+           "teacher_seconds_per_record": round(local_s / len(full), 3),
            "full_kl": round(float(f.mean()), 4), "topk": {}, "machine": platform.processor() or platform.machine()}
     for k in ks:
         a, m = torch.cat(approx[k]), torch.cat(mass[k])
@@ -111,9 +113,10 @@ def main() -> None:
     if served_rows:
         a = torch.cat(served_rows)
         out["served"] = {"k": ks[-1], "kl": round(float(a.mean()), 4), "ratio": round(float(a.mean() / f.mean()), 4),
-                         "abs_err": round(float((a - f).abs().mean()), 4)}
+                         "abs_err": round(float((a - f).abs().mean()), 4),
+                         "seconds_per_record": round(served_s / len(texts), 2)}
         print(f"llama.cpp server (GGUF), top-{ks[-1]}: KL {a.mean():.4f}, / full {out['served']['ratio']}, "
-              f"mean abs error {out['served']['abs_err']:.4f}")
+              f"mean abs error {out['served']['abs_err']:.4f}; {served_s / len(texts):.1f} s per record")
     print(json.dumps(out))
 
 

@@ -234,17 +234,19 @@ class DataDir:
                   metadata={"record": record_id, **{k: str(v) for k, v in meta.items()}})
         tmp.replace(path)
 
-    def read_teacher_logprobs(self, record_id: str) -> tuple[dict, dict] | None:
-        """(tensors, metadata) of one record, or None when none were stored; a damaged file is an error."""
+    def read_teacher_logprobs(self, record_id: str, tensors: bool = True) -> tuple[dict, dict] | None:
+        """(tensors, metadata) of one record (tensors {} unless asked for), or None when none were stored; a
+        damaged file is an error."""
         from safetensors import SafetensorError, safe_open
 
         path = self._teacher_file(record_id)
         if not path.is_file():
             return None
+        want = TEACHER_TENSORS if tensors else ()
         try:
             with safe_open(str(path), framework="pt") as f:
                 meta = f.metadata() or {}
-                tensors = {k: f.get_tensor(k) for k in TEACHER_TENSORS}
+                tensors = {k: f.get_tensor(k) for k in want}
         except (SafetensorError, OSError, KeyError) as e:
             raise GenpiError(f"{path} is damaged ({str(e).splitlines()[0]}): delete it and rerun 'genpi synth' "
                              "with --teacher-logprobs to store it again") from None

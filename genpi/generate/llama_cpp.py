@@ -31,7 +31,7 @@ class LlamaCppBackend:
         self.identity = f"llama.cpp {Path(gguf).name}" + (f" + {Path(lora).name}" if lora else "")
         self.llm = llama_cpp.Llama(model_path=str(gguf), lora_path=str(lora) if lora else None, n_ctx=n_ctx,
                                    n_threads=threads or os.cpu_count() or 1, verbose=False)
-        self.eos = {i for i in (tok.eos_token_id, tok.convert_tokens_to_ids("<|im_end|>")) if isinstance(i, int)}
+        self.eos = {tok.eos_token_id} - {None}  # where LocalBackend stops too (ChatML's <|im_end|>)
 
     def chat(self, conversations, *, max_new_tokens, temperature=0.0, top_p=1.0, seed=None):
         from ..models import encode_chat

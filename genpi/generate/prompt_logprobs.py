@@ -146,9 +146,14 @@ def served_topk(backend, vocab: Vocab, text: str, ids: list[int], positions: lis
 
 
 @torch.no_grad()
-def local_topk(model, ids: list[int], positions: list[int], k: int) -> TopK:
-    """The local model's top-k at `positions` (each p >= 1: the distribution predicting ids[p])."""
+def logits_at(model, ids: list[int], positions: list[int]) -> torch.Tensor:
+    """[N, V] logits of one sequence predicting ids[p] for each p in `positions` (each p >= 1)."""
     x = torch.tensor([ids], device=model.device)
     pos = torch.tensor([p - 1 for p in positions], device=model.device)
-    v, i = top_logprobs(model(input_ids=x, logits_to_keep=pos, use_cache=False).logits[0], k)
+    return model(input_ids=x, logits_to_keep=pos, use_cache=False).logits[0].float()
+
+
+def local_topk(model, ids: list[int], positions: list[int], k: int) -> TopK:
+    """The local model's top-k at `positions` (each p >= 1: the distribution predicting ids[p])."""
+    v, i = top_logprobs(logits_at(model, ids, positions), k)
     return TopK(i.to(torch.int32).cpu(), v.cpu(), len(positions))

@@ -65,7 +65,7 @@ def store_teacher_logprobs(data: DataDir, sc: Scenario, records: list[Record], r
 def _stored_k(data: DataDir, record_id: str) -> int | None:
     if not data.has_teacher_logprobs(record_id):
         return None
-    got = data.read_teacher_logprobs(record_id)
+    got = data.read_teacher_logprobs(record_id, tensors=False)
     return int(got[1].get("k", -1)) if got else None
 
 
@@ -75,7 +75,7 @@ def summary(data: DataDir, records: list[Record], k: int, seconds: float) -> dic
     tokens = matched = n = 0
     sources: set[str] = set()
     for rec in records:
-        got = data.read_teacher_logprobs(rec.id)
+        got = data.read_teacher_logprobs(rec.id, tensors=False)
         if got is None:
             continue
         meta = got[1]

@@ -172,14 +172,14 @@ class GenpiTrainer(Trainer):
         micro = self._next_micro_step()
         if "sft_input_ids" in inputs:
             terms["sft"], s_logits, s_targets = self._term(model, inputs, "sft")
-            if (self.method == "sft-kl" or (self.method == "genpi" and self.kl_weight > 0)) \
-                    and "teacher_topk_ids" in inputs:  # the teacher's stored top-K: no teacher pass
+            wants_kl = self.method == "sft-kl" or (self.method == "genpi" and self.kl_weight > 0)
+            if wants_kl and "teacher_topk_ids" in inputs:  # the teacher's stored top-K: no teacher pass
                 s_rows = losses.supervised_rows(s_logits, s_targets)
                 top_ids, top_lp = inputs["teacher_topk_ids"], inputs["teacher_topk_logprobs"]
                 if top_ids.shape[0] != s_rows.shape[0]:
                     raise RuntimeError("stored teacher rows and student targets are misaligned in a KL batch")
                 terms["kl"] = losses.token_mean(topk_kl(top_ids, top_lp, s_rows).sum(), s_rows.shape[0])
-            elif self.method == "sft-kl" or (self.method == "genpi" and self.kl_weight > 0):
+            elif wants_kl:
                 t_rows, t_ids = self._teacher_rows(model, inputs)
                 s_rows = losses.supervised_rows(s_logits, s_targets)
                 if not torch.equal(s_targets[s_targets != losses.IGNORE], t_ids):
