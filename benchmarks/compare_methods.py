@@ -5,8 +5,9 @@ per method trained on it, one evaluation of them all; then mean and spread over 
         --out runs/compare --seeds 0,1,2
 
 Methods (--methods): genpi (the paper's joint loss), sft, sft-kl, prompt-mix, genpi+kl (the joint loss
-plus token-level KL to the prompted teacher), genpi+on-policy (plus the on-policy reverse KL), and
-genpi+kl+on-policy. Every step writes into OUT and resumes: rerunning the same command skips what is
+plus token-level KL to the prompted teacher), genpi+on-policy (plus the on-policy reverse KL),
+genpi+kl+on-policy, and genpi+kl+grounded (genpi+kl with `--grounded-repeats 3`: records whose teacher reply
+uses a fact or rule of the prompt trained on three times per epoch). Every step writes into OUT and resumes: rerunning the same command skips what is
 done (synthesis, adapters and replies are all resume stores).
 
 Evaluation is first replies on the scenario's held-out inputs (`genpi eval --env simulated`: no sandbox
@@ -38,6 +39,7 @@ METHODS: dict[str, dict] = {
     "genpi+kl": {"method": "genpi", "kl": 1.0},
     "genpi+on-policy": {"method": "genpi", "on_policy": 1.0},
     "genpi+kl+on-policy": {"method": "genpi", "kl": 1.0, "on_policy": 1.0},
+    "genpi+kl+grounded": {"method": "genpi", "kl": 1.0, "grounded_repeats": 3},
 }
 BASELINES = ("with_prompt", "no_prompt")
 
@@ -55,6 +57,8 @@ def _parse(argv):
                     help="replies generated together in synthesis and evaluation (default: each stage's own, 8)")
     ap.add_argument("--synth-env", default=None, choices=("auto", "shell", "simulated"),
                     help="where role-play turns come from in synthesis (default: genpi synth's, auto)")
+    ap.add_argument("--aim-stems", action="store_true",
+                    help="synthesize with `genpi synth --aim-stems` (aimed requests open with their unit's label)")
     ap.add_argument("--summary-only", action="store_true", help="only print the table of what OUT holds")
     args = ap.parse_args(argv)
     try:
@@ -69,7 +73,8 @@ def _parse(argv):
 
 
 def run_one(scenario_path: str, seed: int, methods: list[str], preset: str, model: str | None, out: Path,
-            timings: dict, batch_size: int | None = None, synth_env: str | None = None) -> Path:
+            timings: dict, batch_size: int | None = None, synth_env: str | None = None,
+            aim_stems: bool = False) -> Path:
     """Synthesize, train every method and evaluate, for one scenario and seed; return the report folder."""
     from genpi.evaluate import EvalConfig, evaluate
     from genpi.models import resolve_model
@@ -84,7 +89,7 @@ def run_one(scenario_path: str, seed: int, methods: list[str], preset: str, mode
     t = timings.setdefault(f"{sc.name}/seed{seed}", {})
     t0 = time.time()
     synthesize(sc, ref, None, work / "data", SynthConfig.from_preset(preset, seed=seed, batch_size=batch_size,
-                                                                         env=synth_env))
+                                                                         env=synth_env, aim_stems=aim_stems))
     t["synth_s"] = round(time.time() - t0, 1)
     adapters = []
     for m in methods:
@@ -193,7 +198,7 @@ def main(argv=None) -> int:
                 print(f"compare_methods: {sp}, seed {seed}", file=sys.stderr)
                 try:
                     run_one(sp, seed, args.methods, args.preset, args.model, out, timings, args.batch_size,
-                            args.synth_env)
+                            args.synth_env, args.aim_stems)
                 except GenpiError as e:
                     sys.exit(f"compare_methods: {e}")
         timings["total_s"] = round(time.time() - start, 1)

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from genpi.artifacts import DataDir
 from genpi.generate import FakeBackend
 from genpi.scenario import load_scenario
 from genpi.synth import SynthConfig, synthesize
-from genpi.synth.coverage import distinctive_words, drawn_on, split_units
+from genpi.synth.coverage import distinctive_words, drawn_on, on_target, split_units, topics
 
 SHOP = """You are the assistant of Harbor Kayaks, a kayak rental at 3 Pier Road.
 
@@ -70,6 +72,23 @@ def test_drawn_on_needs_a_units_distinctive_words():
     assert drawn_on("Sure, kayaks cost euros per day.", units) == []
 
 
+def test_topics_name_what_a_request_is_about_without_its_content():
+    named = topics(split_units(SHOP))
+    # list items' own labels; not the item without one under a generic heading, nor rules or paragraphs
+    assert named == {"u2": "Single kayak", "u3": "Double kayak", "u5": "Opening hours"}
+    sheet = "IT-1 Accounts and passwords\n- Passwords have 14 characters.\n- Locked after 5 tries.\n"
+    assert not topics(split_units(sheet))  # a heading names several units
+    assert not topics(split_units("Answer in French. Never mention prices. Sign every reply with Bob."))
+    assert not topics(split_units("Act: bash\n```bash\nls\n```\nThink: why."))  # not list items
+
+
+def test_on_target_requests_name_a_word_of_their_unit():
+    words = distinctive_words(split_units(SHOP))["u3"][0]  # Double kayak: 45 euros a day.
+    assert on_target("About double kayak, can two adults share it?", words)
+    assert not on_target("Can I bring my dog along?", words)
+    assert not on_target("How much is a kayak per day?", words)  # words many units share say nothing
+
+
 SCENARIO = """\
 name: kayaks
 prompt: |
@@ -107,9 +126,13 @@ class Canned:
         first = conv[0]["content"]
         if "new requests that a user could send" in first:
             self.k += 1
+            asked = [QUESTIONS[(3 * self.k + i) % len(QUESTIONS)] for i in range(3)]
             if "this part of the rule book" in first or "both of these parts" in first:
-                self.aimed.append(first)
-            return "\n".join(f"{i}. {QUESTIONS[(3 * self.k + i) % len(QUESTIONS)]}" for i in range(3))
+                self.aimed.append(first)  # the first request names the unit's label, the others miss it
+                label = first.split('answered well: "' if "both of" in first else 'how to answer: "')[1]
+                unit = label.split('"')[0].split(":", 1)[1].strip().lower()
+                asked[0] = f"About the {unit.split(':')[0] if ':' in unit else ' '.join(unit.split()[:2])}: {asked[0]}"
+            return "\n".join(f"{i}. {q}" for i, q in enumerate(asked, 1))
         if "explain why the second answer differs" in first:
             return "The facts give the price."
         if first.startswith("Facts:"):
@@ -138,7 +161,17 @@ def test_synthesis_aims_inputs_at_units_and_reports_coverage(write, tiny_ref, tm
     assert sum(u["inputs"] for u in cov["per_unit"].values()) == aimed_records > 0
     # every teacher reply names the double kayak's price: drawn on u2 only
     assert set(map(tuple, cov["teacher_units"].values())) == {("u2",)} and cov["units_drawn_on"] == 1
+    assert meta["counts"]["aimed_off_target"] == 0  # every request of an aimed call counts as aimed
     assert "prompt units: 3" in __import__("genpi.synth", fromlist=["format_summary"]).format_summary(summary)
+
+
+def test_aim_stems_keep_only_requests_that_name_their_unit(write, tiny_ref, tmp_path):
+    canned = Canned()
+    sc, summary = _synth(write, tiny_ref, tmp_path / "D", canned, batch_size=3, coverage=0.5, aim_stems=True)
+    rows = [json.loads(line) for line in (tmp_path / "D" / "inputs.jsonl").read_text().splitlines()]
+    words = distinctive_words(split_units([m.model_dump() for m in sc.prompt]))
+    assert any("units" in r for r in rows) and summary["counts"]["aimed_off_target"] > 0
+    assert all(on_target(r["input"], words[u][0]) for r in rows for u in r.get("units", ()))
 
 
 def test_coverage_zero_asks_as_the_paper_does(write, tiny_ref, tmp_path):
@@ -179,3 +212,60 @@ def test_records_spread_over_units_and_teacher_replies_use_the_unit_aimed_at(wri
             assert r.teacher_output == Rotating.FACTS[0]  # plain inputs keep their greedy reply
     c = summary["counts"]
     assert c["teacher_missed_unit"] == 2 and c["teacher_unit_resampled"] == 2  # u1 and u3; u2's greedy reply fits
+
+
+HOURS = """\
+name: hours
+prompt: |
+  Facts:
+  - Opening hours: every day from 9 am to 7 pm, closed in January.
+  - Single kayak: 30 euros a day.
+student_template: "{input}"
+seed_inputs:
+  - How much is a kayak?
+  - Are you open on Monday?
+environment:
+  role: a customer
+  end_when: the question is answered
+  max_turns: 1
+"""
+
+
+class Sampled:
+    """The generator asks about the unit it is aimed at; the teacher misses it greedily, then its
+    samples use it a little, fully, a little (per conversation)."""
+
+    REPLIES = ["No idea, sorry.", "Opening hours start at 9 am.", "Opening hours: 9 am to 7 pm, closed in January.",
+               "Opening hours begin at 9 am sharp."]
+
+    def __init__(self):
+        self.k, self.teacher_calls = 0, {}
+
+    def __call__(self, conv):
+        first = conv[0]["content"]
+        if "new requests that a user could send" in first:
+            self.k += 1
+            return "\n".join(f"{i}. {q}" for i, q in enumerate(
+                [f"About the opening hours, can I come for visit {self.k}?", f"Is there parking for group {self.k}?"], 1))
+        if "explain why the second answer differs" in first:
+            return "The facts give the hours."
+        if first.startswith("Facts:"):
+            n = self.teacher_calls[conv[-1]["content"]] = self.teacher_calls.get(conv[-1]["content"], -1) + 1
+            return self.REPLIES[n % len(self.REPLIES)]
+        return "I do not know."
+
+
+@pytest.mark.parametrize("stems, kept", [(True, 2), (False, 1)])
+def test_an_aimed_input_keeps_a_sample_that_draws_on_its_unit(write, tiny_ref, tmp_path, stems, kept):
+    """With aim_stems, the sample that uses most of the unit; without, the first that uses it."""
+    sc = load_scenario(write("hours.yaml", HOURS))
+    fake = FakeBackend(Sampled(), name="base")
+    cfg = SynthConfig.from_preset("smoke", sc, num_inputs=2, max_turns=1, batch_size=2, coverage=1.0,
+                                  aim_stems=stems)
+    summary = synthesize(sc, tiny_ref, None, tmp_path / "D", cfg, base_backend=fake, generator_backend=fake,
+                         progress=False)
+    data = DataDir(tmp_path / "D")
+    units_of = data.read_input_units()
+    aimed = [r for r in data.read_records() if units_of.get(r.id) == ["u1"]]
+    assert aimed and all(r.teacher_output == Sampled.REPLIES[kept] for r in aimed)
+    assert summary["counts"]["teacher_unit_resampled"] == summary["counts"]["teacher_missed_unit"] == len(aimed)

@@ -127,6 +127,15 @@ def test_inputs_prompt_continues_a_list_of_the_examples_when_the_backend_can(wri
     plain = stages.inputs_prompt(sc, ["Count users."], 4, rng, continues=False)
     assert [m["role"] for m in plain] == ["user"] and "1. Count users." in plain[0]["content"]
     assert stages.parse_inputs(plain, "1. Reboot the box.\n2. Show the date.") == ["Reboot the box.", "Show the date."]
+    # a stem opens the first new item, and is part of the request parsed back
+    stem = stages.topic_stem(["Disk quotas"])
+    stemmed = stages.inputs_prompt(sc, ["Count users."], 2, rng, continues=True, stem=stem)
+    assert stem == "What about the disk quotas" and stemmed[1]["content"] == "1. Count users.\n2. What about the disk quotas"
+    assert stages.parse_inputs(stemmed, " on /home?\n3. Reboot it.") == [
+        "What about the disk quotas on /home?", "Reboot it."]
+    assert stages.topic_stem(["VPN", "Tandem", "Tandem"]) == "What about the VPN and the tandem"
+    assert stages.topic_stem([]) is None
+    assert stages.parse_inputs(stemmed, "?\n3. Reboot it.") == ["What about the disk quotas?", "Reboot it."]
 
 
 def test_pick_examples_prefers_seeds_and_adds_one_kept_input():

@@ -188,3 +188,26 @@ def test_records_are_validated(tmp_path):
     (tmp_path / "records.jsonl").write_text(json.dumps({"id": "a", "input": "x"}) + "\n")
     with pytest.raises(GenpiError, match="teacher_output"):
         DataDir(tmp_path).read_records()
+
+
+def test_records_whose_teacher_uses_the_prompt_are_repeated(tiny_tok):
+    from genpi.train import TrainConfig
+    from genpi.train.examples import build_examples, grounded_records
+
+    facts = [{"role": "system", "content": "Prices:\n- Tandem: 28 euros a day.\n- Deposit: 50 euros per bike.\n"
+                                           "- Phone: 0451 220 330."}]
+    sc = Scenario(name="t", prompt=facts, student_template="{input}")
+    uses = Record(id="a", input="What about the tandem?", teacher_output="A tandem is 28 euros a day.",
+                  student_output="No idea.", reason="", conversation=({"role": "assistant", "content": "A tandem is 28 euros a day."},))
+    plain = Record(id="b", input="Hello?", teacher_output="Hello there!", student_output="Hi.", reason="",
+                   conversation=({"role": "assistant", "content": "Hello there!"},))
+    assert grounded_records(sc, [uses, plain]) == {"a"}
+    cfg = dict(method="genpi", kl=1.0, max_source_tokens=256, max_target_tokens=256)
+    once = build_examples(tiny_tok, sc, [uses, plain], TrainConfig.from_preset("smoke", **cfg), progress=False)
+    thrice = build_examples(tiny_tok, sc, [uses, plain], TrainConfig.from_preset("smoke", grounded_repeats=3, **cfg),
+                            progress=False)
+    assert len(once.sft) == 2 and len(thrice.sft) == 4 and thrice.stats["sft_grounded_records"] == 1
+    assert thrice.sft[:3] == [once.sft[0]] * 3 and thrice.sft[3] == once.sft[1]
+    assert len(thrice.teacher) == 4 and len(thrice.pg_pool) == 2  # teacher twins follow; PG stays per record
+    with pytest.raises(GenpiError):
+        TrainConfig.from_preset("smoke", grounded_repeats=0)

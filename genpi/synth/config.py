@@ -33,6 +33,11 @@ class SynthConfig(StageConfig):
                                   "a section, a demonstration), least covered first, then at pairs of units; "
                                   "0: every call continues the list of example requests (the paper's way)",
                              metavar="F")
+    aim_stems: bool = option(False, "open each aimed request with the unit's label (\"What about the tandem\" for "
+                                    "\"Tandem: 28 euros a day\"; a local generator ends the question), keep an aimed "
+                                    "request only if it names a distinctive word of its unit, and keep the teacher's "
+                                    "sample that uses most of the unit; on the embedded model it makes the data use "
+                                    "more of the prompt's facts but the adapter kept fewer of them (README)")
     coverage_k: int = option(2, "inputs each unit should get before calls aim at pairs of units", cli=False)
     aimed_per_call: int = option(2, "requests asked for in a call aimed at a unit (few, so that a round's aimed "
                                     "calls spread over many units)", cli=False)
@@ -49,7 +54,10 @@ class SynthConfig(StageConfig):
     teacher_samples: int = option(4, "sampled retries of a teacher reply that breaks one of the scenario's checks "
                                      "(eval.checks; never the held-out expectations) or, in an agent scenario, holds "
                                      "no valid action (every role-play turn too): the first that passes them all "
-                                     "is kept, else the greedy reply; 0: keep every greedy reply", metavar="N")
+                                     "is kept, else the greedy reply; a reply to an input aimed at a unit of the "
+                                     "prompt that uses none of it is sampled again the same way for one that does "
+                                     "(with --aim-stems: N times, for the one using most of the unit); 0: keep "
+                                     "every greedy reply", metavar="N")
     empty_retries: int = option(2, "sampled retries of an empty greedy reply", cli=False)
     seed: int = option(0, "seed of the sampled stages", metavar="S")
     filter: FilterConfig = option(help="pseudo-input filter", cli=False, default_factory=FilterConfig)

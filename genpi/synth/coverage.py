@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 _HEADING = re.compile(r"^\s*(#{1,6}\s+.+|[A-Z][^.!?\n]{0,60}:|[A-Z][A-Z0-9 &/()-]{2,60})\s*$")
 _ITEM = re.compile(r"^\s*(?:[-*•+]|\d{1,3}[.)]|[a-z][.)])\s+")
+_LABEL = re.compile(r"^[A-Za-z][A-Za-z '&/-]*$")
 _FENCE = re.compile(r"^\s*(```|~~~)")
 _SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(])")
 _WORD = re.compile(r"[A-Za-z][A-Za-z'-]+|\d+(?:[.,:]\d+)*")
@@ -39,7 +40,6 @@ class Unit:
     def describe(self) -> str:
         """The unit as shown to the generator (with its heading, which often names what it is)."""
         return f"{self.section.rstrip(':')}: {self.text}" if self.section else self.text
-
 
 def split_units(prompt: str | list[dict], max_sentences: int = 3) -> list[Unit]:
     """The units of a prompt: a text, or chat messages (system text split; user/assistant pairs as examples)."""
@@ -153,6 +153,25 @@ def distinctive_words(units: list[Unit]) -> dict[str, tuple[set[str], set[str]]]
     common = max(2, len(units) // 4)
     return {uid: ({w for w in ws if df[w] <= common} or ws, {w for w in ws if df[w] == 1})
             for uid, ws in words.items()}
+
+
+def topics(units: list[Unit]) -> dict[str, str]:
+    """What a request about each unit would name, without giving its content away, for the units that
+    have one: a list item's own label ("Tandem" of "Tandem: 28 euros a day"). A heading is not one: it
+    names several units, and asked about a heading ("What about the devices?") the embedded model said
+    the policy did not cover it."""
+    out = {}
+    for u in units:
+        head, sep, _ = u.text.partition(":")
+        if u.kind == "item" and sep and _LABEL.match(head.strip()) and len(head.split()) <= 5:
+            out[u.id] = head.strip()
+    return out
+
+
+def on_target(request: str, words: set[str]) -> bool:
+    """Whether a request aimed at a unit names any of `words`, the unit's distinctive words and its
+    topic's: a small generator asked for requests about one fact mostly writes about something else."""
+    return bool(content_words(request) & words)
 
 
 def drawn_on(reply: str, units: list[Unit], threshold: float = 0.3, min_shared: int = 2,

@@ -31,7 +31,7 @@ from ..generate.specs import ApiSpec, GeneratorSpec, SameSpec, build_backend
 from ..scenario import Scenario, student_messages, teacher_messages
 from . import stages, store
 from .config import SynthConfig
-from .coverage import coverage, distinctive_words, drawn_on, split_units
+from .coverage import content_words, coverage, distinctive_words, drawn_on, on_target, split_units, topics
 from .filters import InputFilter
 from .interrupts import critical, graceful_interrupts
 
@@ -73,7 +73,8 @@ class _Run:
         self.seconds = dict.fromkeys(STAGES, 0.0)
         self.counts = {"candidates": 0, "rounds": 0, "rejected_outputs": 0, "sampled_retries": 0,
                        "teacher_broke_checks": 0, "teacher_resampled": 0, "teacher_missed_unit": 0,
-                       "teacher_unit_resampled": 0, "agent_broke_checks": 0, "agent_resampled": 0}
+                       "teacher_unit_resampled": 0, "agent_broke_checks": 0, "agent_resampled": 0,
+                       "aimed_off_target": 0}
         self.shortfall: str | None = None
         self.protocol, self.cut = agent_protocol(sc)
         self.base_api: ApiSpec | None = None
@@ -252,19 +253,25 @@ class _Run:
                 n_calls = min(cfg.calls_per_round, max(2, missing()))
                 aims = self._aims(self._aimed_calls(max(0, need - len(todo)), n_calls), rng)
                 aims += [()] * max(1 if cfg.coverage < 1 else 0, round(n_calls * (1 - cfg.coverage)))
-                by_id = {u.id: u for u in self.units}
+                by_id, named = {u.id: u for u in self.units}, topics(self.units)
+                words = distinctive_words(self.units)
+                naming = {u: words[u][0] | content_words(named.get(u, "")) for u in by_id}
                 calls = [stages.inputs_prompt(
                     self.sc, stages.pick_examples(self.sc.seed_inputs, self.pool, cfg.examples_shown, rng),
                     cfg.aimed_per_call if aim else cfg.inputs_per_call, rng, continues,
-                    focus=stages.aimed_focus([by_id[u].describe() for u in aim]) if aim else None) for aim in aims]
+                    focus=stages.aimed_focus([by_id[u].describe() for u in aim]) if aim else None,
+                    stem=stages.topic_stem([named[u] for u in aim if u in named]) if cfg.aim_stems else None)
+                    for aim in aims]
                 replies = gen.chat(calls, max_new_tokens=cfg.input_tokens, seed=rng.randrange(2**31),
                                    **stages.INPUTS.sampling())
                 aimed: dict[str, tuple[str, ...]] = {}
                 candidates = []
                 for call, reply, aim in zip(calls, replies, aims):
                     for c in stages.parse_inputs(call, reply):
-                        candidates.append(c)
-                        aimed.setdefault(c, aim)
+                        candidates.append(c)  # aimed at those of its units it names (else a plain input)
+                        if c not in aimed:
+                            aimed[c] = tuple(u for u in aim if on_target(c, naming[u])) if cfg.aim_stems else aim
+                            self.counts["aimed_off_target"] += bool(aim) and not aimed[c]
                 kept = self.filter.add(candidates)
                 with critical():
                     for x in kept:
@@ -408,7 +415,9 @@ class _Run:
         action of its protocol) is sampled again (up to cfg.teacher_samples times) and the first sample
         passing them all replaces it. A reply to an input aimed at units of the prompt that draws on none of
         them is sampled again too, and the first sample that passes and draws on one of those units replaces
-        it (else it stays). An agent scenario's replies end at their first action, as in evaluation.
+        it (else it stays); with cfg.aim_stems it is sampled cfg.teacher_samples times and the sample sharing
+        most of the units' words replaces it. An agent
+        scenario's replies end at their first action, as in evaluation.
         counts: "teacher" (first replies) or "agent" (role-play turns: held to the protocol only, as the
         scenario's checks are written for first replies), the meta.json counters to add to."""
         cfg = self.cfg
@@ -423,12 +432,17 @@ class _Run:
         def draws(r: str, i: int) -> bool:
             return not aims[i] or bool(set(drawn_on(r, self.units, distinctive=words)) & set(aims[i]))
 
+        def overlap(r: str, i: int) -> int:
+            said = content_words(r)
+            return sum(len(words[u][0] & said) for u in aims[i])
+
         def cut(r: str) -> str:
             return first_action(self.protocol, r) if self.cut and r else r
 
         out = [cut(r) for r in self._nonempty(self.base(), convs)]
         fix_checks = {i for i, r in enumerate(out) if r and not passes(r)}
         fix_unit = {i for i, r in enumerate(out) if r and i not in fix_checks and not draws(r, i)}
+        best: dict[int, tuple[int, str]] = {}  # aimed inputs: the best sample drawing on their units so far
         self.counts[f"{counts}_broke_checks"] += len(fix_checks)
         if counts == "teacher":
             self.counts["teacher_missed_unit"] += len(fix_unit)
@@ -448,10 +462,13 @@ class _Run:
                     self.counts[f"{counts}_resampled"] += 1
                     if aims[i] and not draws(r, i):
                         fix_unit.add(i)
-                elif draws(r, i):
-                    out[i] = r
-                    fix_unit.discard(i)
-                    self.counts["teacher_unit_resampled"] += 1
+                elif draws(r, i) and overlap(r, i) > best.get(i, (0, ""))[0]:
+                    best[i] = (overlap(r, i), r)
+                    if not cfg.aim_stems:  # the first sample that draws on the unit
+                        fix_unit.discard(i)
+        for i, (_, r) in best.items():
+            out[i] = r
+        self.counts["teacher_unit_resampled"] += len(best)
         return out
 
     def _nonempty(self, backend, convs, stage: stages.Stage | None = None, max_new_tokens: int | None = None):

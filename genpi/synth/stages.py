@@ -86,8 +86,19 @@ def aimed_focus(parts: list[str]) -> str:
             + " and ".join(f"\"{p}\"" for p in parts))
 
 
+def topic_stem(names: list[str]) -> str | None:
+    """How an aimed request opens, naming what it is about ("What about the child seat"): the generator
+    then ends the question, which keeps a small model on the unit far more often than telling it in an
+    instruction which part to ask about, and the prompted model answers such a question with the unit's
+    content more often than the generator's own questions."""
+    if not names:
+        return None
+    low = [n if n[1:2].isupper() else n[:1].lower() + n[1:] for n in dict.fromkeys(names)]
+    return f"What about the {' and the '.join(low)}"
+
+
 def inputs_prompt(sc: Scenario, shown: list[str], n: int, rng: random.Random, continues: bool,
-                  focus: str | None = None) -> list[dict]:
+                  focus: str | None = None, stem: str | None = None) -> list[dict]:
     """One call's messages: the rule book, the example requests and a random focus.
 
     With a backend that continues a started assistant turn (`continues`), the examples open the
@@ -95,14 +106,16 @@ def inputs_prompt(sc: Scenario, shown: list[str], n: int, rng: random.Random, co
     continues a list of real requests far more faithfully than it follows an instruction to write
     one (on the embedded 135M model most instruction-written requests were off-topic). Otherwise
     the examples are quoted in the instruction. `parse_inputs` reads either reply. `focus` (e.g.
-    `aimed_focus(...)`) replaces the random one.
+    `aimed_focus(...)`) replaces the random one; `stem` (e.g. `topic_stem(...)`) opens the first
+    new item of a continued list.
     """
     listed = "\n".join(f"{i}. {' '.join(x.split())}" for i, x in enumerate(shown, 1))  # one line per item
     focus = focus or rng.choice(FOCUS_HINTS)
     if continues:
         user = INPUTS.render(prompt=sc.prompt_text, examples="", n=n + len(shown), focus=focus)
         return [{"role": "user", "content": user},
-                {"role": "assistant", "content": (listed + "\n" if listed else "") + f"{len(shown) + 1}."}]
+                {"role": "assistant",
+                 "content": (listed + "\n" if listed else "") + f"{len(shown) + 1}." + (f" {stem}" if stem else "")}]
     examples = (f"Some requests users have sent to this agent:\n{listed}\n\n" if shown else
                 "No example requests are available; infer their kind from the rule book.\n\n")
     return [{"role": "user", "content": INPUTS.render(prompt=sc.prompt_text, examples=examples, n=n, focus=focus)}]
@@ -114,7 +127,8 @@ def parse_inputs(messages: list[dict], reply: str) -> list[str]:
         return INPUTS.parse(reply)
     started = messages[-1]["content"]
     shown = started.count("\n")  # items 1..k, one per line, before the open "k+1."
-    return INPUTS.parse(f"{started} {reply}")[shown:]
+    joint = "" if reply[:1] in "?!.,;:" else " "  # a stemmed item's question may just end ("What about X" + "?")
+    return INPUTS.parse(f"{started}{joint}{reply}")[shown:]
 
 
 # -- teacher / student outputs --------------------------------------------------------------

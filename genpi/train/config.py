@@ -50,6 +50,10 @@ class TrainConfig(StageConfig):
                                      "its step)", metavar="N")
     on_policy_tokens: int = option(64, "longest sampled reply of an on-policy batch", cli=False)
     on_policy_temperature: float = option(1.0, "sampling temperature of the adapter's own replies", cli=False)
+    grounded_repeats: int = option(1, "times per epoch the SFT example of a record is trained on when its teacher "
+                                      "reply uses a unit of the prompt (a fact, a rule: by the unit's distinctive "
+                                      "words, as the synthesis coverage counts them), to weigh what the prompt says "
+                                      "above how it is said; 1: as often as any other record", metavar="N")
     epochs: float = option(6.0, "passes over the SFT examples (fractions allowed)", metavar="E")
     batch_size: int = option(4, "SFT examples per micro-batch, in each process (PG batches are sized so each PG "
                                 "example comes once per epoch)", metavar="N")
@@ -109,7 +113,7 @@ class TrainConfig(StageConfig):
             bad(f"--on-policy {self.on_policy} must be a finite number >= 0")
         if self.on_policy > 0 and not self.uses_sft:
             bad("--on-policy needs SFT examples (their inputs are what the adapter answers): use --lambda above 0")
-        at_least(self, 1, "on_policy_every", "on_policy_tokens")
+        at_least(self, 1, "on_policy_every", "on_policy_tokens", "grounded_repeats")
         if self.kl_teacher not in ("auto", "model", "stored"):
             bad(f"unknown --kl-teacher '{self.kl_teacher}': choose auto, model or stored")
         if self.kl > 0 and self.method != "genpi":
@@ -160,6 +164,7 @@ class TrainConfig(StageConfig):
         gradient checkpointing), like the device, is recorded in genpi.json but does not sign the run."""
         off = {"kl"} if self.kl == 0 else set()
         off |= {"load_in_4bit"} if not self.load_in_4bit else set()
+        off |= {"grounded_repeats"} if self.grounded_repeats == 1 else set()
         if self.on_policy == 0:
             off |= {"on_policy", "on_policy_every", "on_policy_tokens", "on_policy_temperature"}
         # kl_teacher: the source the run actually used is signed by the recipe (run key "teacher_logprobs")

@@ -258,6 +258,8 @@ def build_examples(tok, sc: Scenario, records: list[Record], cfg: TrainConfig, p
         b.sections = len(sections)
     from tqdm.auto import tqdm
 
+    grounded = grounded_records(sc, records) if cfg.uses_sft and cfg.grounded_repeats > 1 else set()
+    st["sft_grounded_records"] = len(grounded)
     bar = tqdm(records, desc="examples", unit="record", file=sys.stderr, disable=not progress, leave=False)
     for i, rec in enumerate(bar):
         if cfg.uses_sft:
@@ -266,13 +268,14 @@ def build_examples(tok, sc: Scenario, records: list[Record], cfg: TrainConfig, p
             if s.example is None:
                 st["sft_skipped_source_too_long"] += 1
             else:
-                b.sft.append(s.example)
                 st["sft_turns_truncated"] += int(s.truncated)
                 st["sft_prompt_in_input"] += int(i in mixed)
-                if b.teacher is not None:
-                    b.teacher.append(s.teacher)
-                if b.teacher_topk is not None:
-                    b.teacher_topk.append(stored_rows(s.teacher, stored(rec.id)))
+                for _ in range(cfg.grounded_repeats if rec.id in grounded else 1):
+                    b.sft.append(s.example)
+                    if b.teacher is not None:
+                        b.teacher.append(s.teacher)
+                    if b.teacher_topk is not None:
+                        b.teacher_topk.append(stored_rows(s.teacher, stored(rec.id)))
         if sections:
             opts = []
             for j, text in enumerate(sections, 1):
@@ -293,6 +296,15 @@ def build_examples(tok, sc: Scenario, records: list[Record], cfg: TrainConfig, p
                          f"{cfg.max_source_tokens}: raise it")
     b.stats = st
     return b
+
+
+def grounded_records(sc: Scenario, records: list[Record]) -> set[str]:
+    """Ids of the records whose teacher reply draws on a unit of the prompt (not a demonstration's form)."""
+    from ..synth.coverage import distinctive_words, drawn_on, split_units
+
+    units = split_units([m.model_dump() for m in sc.prompt])
+    words = distinctive_words(units)
+    return {r.id for r in records if drawn_on(r.teacher_output, units, distinctive=words)}
 
 
 def stored_rows(ex: Example, stored: tuple[dict, dict] | None) -> tuple:
