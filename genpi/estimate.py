@@ -60,9 +60,11 @@ def plan(scenario, tok, config, methods, *, episodes: int = 0, rounds: int = 8) 
     for m in methods:
         per = {"genpi": sft + t.pg_fraction * pg, "prompt-mix": sft + prompt / 2}.get(m, sft)
         kl = sft if (m == "sft-kl" or (m == "genpi" and t.kl > 0)) and not stored else 0
-        p.tokens[f"train {m}"] = math.ceil(t.epochs * n * (per + kl))
+        g = t.grounded_repeats  # at most: every record's teacher reply may use the prompt
+        p.tokens[f"train {m}"] = math.ceil(t.epochs * n * (per + (g - 1) * sft + g * kl))
         p.details[f"train {m}"] = (f"{t.epochs:g} epochs x {n} records x ({per:.0f} trained"
-                                   + (f" + {kl} teacher" if kl else "") + " tokens)")
+                                   + (f" + {kl} teacher" if kl else "") + " tokens)"
+                                   + (f", at most, with records whose teacher uses the prompt x{g}" if g > 1 else ""))
     variants = 2 + len(methods)
     first = len(scenario.eval.inputs) * variants * e.max_new_tokens
     played = episodes * variants * rounds * e.env_tokens

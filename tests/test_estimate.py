@@ -42,6 +42,10 @@ def test_plan_counts_tokens_from_the_settings(sc, tiny_tok):
         "num_inputs": 10, "max_turns": 1, "coverage": 0.0, "teacher_logprobs": 20}), ["genpi", "sft"])
     assert top.tokens["teacher log-probs"] == 10 * (p.prompt_tokens + top.tokens["train sft"] // (10 * cfg.train.epochs))
     assert top.tokens["train genpi"] < p.tokens["train genpi"] and top.tokens["train sft"] == p.tokens["train sft"]
+    # records repeated when their teacher uses the prompt: at most every SFT example (and its teacher pass) 3 times
+    rep = estimate.plan(sc, tiny_tok, RunConfig.from_preset("quick", sc, synth={"num_inputs": 10, "max_turns": 1,
+                        "coverage": 0.0}, train={"grounded_repeats": 3}), ["sft"])
+    assert rep.tokens["train sft"] == 3 * p.tokens["train sft"] and "at most" in rep.details["train sft"]
 
 
 def test_paces_round_trip_and_give_times(sc, tiny_tok, tiny_ref, tmp_path, monkeypatch):

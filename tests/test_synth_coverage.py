@@ -214,21 +214,8 @@ def test_records_spread_over_units_and_teacher_replies_use_the_unit_aimed_at(wri
     assert c["teacher_missed_unit"] == 2 and c["teacher_unit_resampled"] == 2  # u1 and u3; u2's greedy reply fits
 
 
-HOURS = """\
-name: hours
-prompt: |
-  Facts:
-  - Opening hours: every day from 9 am to 7 pm, closed in January.
-  - Single kayak: 30 euros a day.
-student_template: "{input}"
-seed_inputs:
-  - How much is a kayak?
-  - Are you open on Monday?
-environment:
-  role: a customer
-  end_when: the question is answered
-  max_turns: 1
-"""
+HOURS = ("name: hours\nprompt: |\n  Facts:\n  - Opening hours: every day from 9 am to 7 pm, closed in January.\n"
+         "  - Single kayak: 30 euros a day.\n" + SCENARIO.split("  - Life jackets are free with every kayak.\n")[1])
 
 
 class Sampled:
