@@ -256,3 +256,79 @@ def test_an_aimed_input_keeps_a_sample_that_draws_on_its_unit(write, tiny_ref, t
     aimed = [r for r in data.read_records() if units_of.get(r.id) == ["u1"]]
     assert aimed and all(r.teacher_output == Sampled.REPLIES[kept] for r in aimed)
     assert summary["counts"]["teacher_unit_resampled"] == summary["counts"]["teacher_missed_unit"] == len(aimed)
+
+
+DEMO = """\
+name: kayak-weeks
+prompt:
+  - role: system
+    content: |-
+      Facts:
+      - Single kayak: 30 euros a day.
+      - Double kayak: 45 euros a day.
+  - role: user
+    content: How much is a double kayak for a week?
+  - role: assistant
+    content: A double kayak is 45 euros a day, so a week of 7 days costs 315 euros.
+student_template: "{input}"
+seed_inputs:
+  - How much is a kayak?
+  - Are you open on Monday?
+environment:
+  role: a customer
+  end_when: the question is answered
+  max_turns: 1
+"""
+
+
+def test_demo_copies_spot_a_demonstrations_wording_given_to_another_request(write):
+    from genpi.synth.coverage import DemoCopies
+
+    copies = DemoCopies(split_units([m.model_dump() for m in load_scenario(write("d.yaml", DEMO)).prompt]))
+    assert copies("A single kayak is 30 euros a day, so a week of 7 days costs 210 euros.", "A single kayak?")
+    assert not copies("A single kayak is 30 euros a day.", "A single kayak?")  # the fact, not the template
+    assert not copies("A double kayak is 45 euros a day.", "How much for a day?")  # runs in the facts don't count
+    # the demonstration's own request may get the demonstrated answer
+    assert not copies("A double kayak is 45 euros a day, so a week of 7 days costs 315 euros.",
+                      "How much is a double kayak for a week?")
+    assert not DemoCopies(split_units(SHOP)).demos  # a prompt without demonstrations copies nothing
+
+
+class Templated:
+    """The teacher answers every question in the demonstration's form greedily, plainly when sampled."""
+
+    COPY, PLAIN = "A single kayak is 30 euros a day, so a week of 7 days costs 210 euros.", "A single kayak is 30 euros a day."
+
+    def __init__(self):
+        self.k, self.teacher_calls = 0, {}
+
+    def __call__(self, conv):
+        first = conv[0]["content"]
+        if "new requests that a user could send" in first:
+            self.k += 1
+            return "\n".join(f"{i}. {q}" for i, q in enumerate(QUESTIONS[2 * self.k % 16:2 * self.k % 16 + 2], 1))
+        if "explain why the second answer differs" in first:
+            return "The facts give the price."
+        if first.startswith("Facts:"):
+            n = self.teacher_calls[conv[-1]["content"]] = self.teacher_calls.get(conv[-1]["content"], -1) + 1
+            return self.COPY if n == 0 else self.PLAIN
+        return "I do not know."
+
+
+@pytest.mark.parametrize("avoid", [True, False])
+def test_teacher_replies_that_copy_a_demonstration_are_counted_and_sampled_again(write, tiny_ref, tmp_path, avoid):
+    sc = load_scenario(write("d.yaml", DEMO))
+    fake = FakeBackend(Templated(), name="base")
+    cfg = SynthConfig.from_preset("smoke", sc, num_inputs=4, max_turns=1, batch_size=4, coverage=0.0,
+                                  avoid_demo_copies=avoid)
+    summary = synthesize(sc, tiny_ref, None, tmp_path / "D", cfg, base_backend=fake, generator_backend=fake,
+                         progress=False)
+    records = DataDir(tmp_path / "D").read_records()
+    assert len(records) == 4
+    assert {r.teacher_output for r in records} == {Templated.PLAIN if avoid else Templated.COPY}
+    c, cov = summary["counts"], summary["coverage"]
+    assert c["teacher_copied_demo"] == c["teacher_copy_resampled"] == (4 if avoid else 0)
+    assert cov["teacher_demo_copies"] == (0 if avoid else 4)  # meta.json counts them either way
+    from genpi.synth import format_summary
+
+    assert f"repeating a demonstration's wording: {0 if avoid else 4} kept" in format_summary(summary)

@@ -38,6 +38,11 @@ class SynthConfig(StageConfig):
                                     "request only if it names a distinctive word of its unit, and keep the teacher's "
                                     "sample that uses most of the unit; on the embedded model it makes the data use "
                                     "more of the prompt's facts but the adapter kept fewer of them (README)")
+    avoid_demo_copies: bool = option(False, "sample again (within --teacher-samples) a teacher reply that repeats a "
+                                            "demonstration's wording to another request (six content words in a row, "
+                                            "two of them in no fact or rule: \"so a week of 7 days costs\"), and keep "
+                                            "the first sample that does not; such replies are counted either way "
+                                            "(coverage.teacher_demo_copies)")
     coverage_k: int = option(2, "inputs each unit should get before calls aim at pairs of units", cli=False)
     aimed_per_call: int = option(2, "requests asked for in a call aimed at a unit (few, so that a round's aimed "
                                     "calls spread over many units)", cli=False)

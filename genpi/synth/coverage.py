@@ -194,9 +194,39 @@ def drawn_on(reply: str, units: list[Unit], threshold: float = 0.3, min_shared: 
     return used
 
 
+def _ngrams(text: str, n: int) -> set[tuple[str, ...]]:
+    seq = [w.lower() for w in _WORD.findall(text) if w.lower() not in STOP and (len(w) > 2 or w.isdigit())]
+    return {tuple(seq[i:i + n]) for i in range(len(seq) - n + 1)}
+
+
+class DemoCopies:
+    """Whether a reply repeats a demonstrated reply's wording (a run of `n` content words in a row) to
+    another request: a small prompted model often answers "What is a tandem?" with the demonstration's
+    "12 euros a day, so a week of 7 days costs 84 euros" made over, and an adapter trained on such
+    replies learns the template, not the facts. A run counts when at least two of its words are the
+    demonstration's own, in no fact or rule of the prompt (quoting the prompt is using it; a fixed
+    greeting is in a rule), and not in a reply to the demonstration's own request."""
+
+    def __init__(self, units: list[Unit], n: int = 6):
+        said = set().union(*(content_words(u.text) for u in units if u.kind != "example"))
+        self.n, self.demos = n, []
+        for u in units:
+            if u.kind == "example":
+                request, _, reply = u.text.rpartition("Agent: ")
+                grams = {g for g in _ngrams(reply, n) if len(set(g) - said) >= 2}
+                if grams:
+                    self.demos.append((" ".join(request.removeprefix("User: ").split()).lower(), grams))
+
+    def __call__(self, reply: str, request: str = "") -> bool:
+        asked = " ".join(request.split()).lower()
+        said = _ngrams(reply, self.n)
+        return any(said & grams for req, grams in self.demos if not (req and req in asked))
+
+
 def coverage(units: list[Unit], inputs_per_unit: dict[str, int], teacher_units: dict[str, list[str]],
-             k: int = 2) -> dict:
-    """meta.json's coverage object: units, inputs aimed at each, teacher replies drawing on each."""
+             k: int = 2, demo_copies: int | None = None) -> dict:
+    """meta.json's coverage object: units, inputs aimed at each, teacher replies drawing on each, and
+    (demo_copies) how many teacher replies repeat a demonstration's wording (DemoCopies)."""
     drawn: dict[str, int] = {u.id: 0 for u in units}
     for ids in teacher_units.values():
         for uid in ids:
@@ -205,6 +235,7 @@ def coverage(units: list[Unit], inputs_per_unit: dict[str, int], teacher_units: 
     return {"units": len(units), "k": k,
             "units_with_k_inputs": sum(inputs_per_unit.get(u.id, 0) >= k for u in units),
             "units_drawn_on": sum(n > 0 for n in drawn.values()),
+            **({} if demo_copies is None else {"teacher_demo_copies": demo_copies}),
             "per_unit": {u.id: {"kind": u.kind, "text": u.text[:120], "inputs": inputs_per_unit.get(u.id, 0),
                                 "teacher_replies": drawn[u.id]} for u in units},
             "teacher_units": teacher_units}

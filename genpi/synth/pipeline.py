@@ -31,7 +31,7 @@ from ..generate.specs import ApiSpec, GeneratorSpec, SameSpec, build_backend
 from ..scenario import Scenario, student_messages, teacher_messages
 from . import stages, store
 from .config import SynthConfig
-from .coverage import content_words, coverage, distinctive_words, drawn_on, on_target, split_units, topics
+from .coverage import DemoCopies, content_words, coverage, distinctive_words, drawn_on, on_target, split_units, topics
 from .filters import InputFilter
 from .interrupts import critical, graceful_interrupts
 
@@ -74,7 +74,7 @@ class _Run:
         self.counts = {"candidates": 0, "rounds": 0, "rejected_outputs": 0, "sampled_retries": 0,
                        "teacher_broke_checks": 0, "teacher_resampled": 0, "teacher_missed_unit": 0,
                        "teacher_unit_resampled": 0, "agent_broke_checks": 0, "agent_resampled": 0,
-                       "aimed_off_target": 0}
+                       "aimed_off_target": 0, "teacher_copied_demo": 0, "teacher_copy_resampled": 0}
         self.shortfall: str | None = None
         self.protocol, self.cut = agent_protocol(sc)
         self.base_api: ApiSpec | None = None
@@ -139,6 +139,7 @@ class _Run:
         self.pool, self.rejected = self.data.read_inputs()
         self.heldout = self.data.read_heldout()
         self.units = split_units([m.model_dump() for m in self.sc.prompt])
+        self.demo_copies = DemoCopies(self.units)
         self.input_units = self.data.read_input_units()
         self.filter = InputFilter(self.sc.seed_inputs, self.sc.prompt_text, self.cfg.filter, kept=self.pool)
         self.started = time.time()
@@ -416,8 +417,9 @@ class _Run:
         passing them all replaces it. A reply to an input aimed at units of the prompt that draws on none of
         them is sampled again too, and the first sample that passes and draws on one of those units replaces
         it (else it stays); with cfg.aim_stems it is sampled cfg.teacher_samples times and the sample sharing
-        most of the units' words replaces it. An agent
-        scenario's replies end at their first action, as in evaluation.
+        most of the units' words replaces it. With cfg.avoid_demo_copies a first reply that repeats a
+        demonstration's wording (DemoCopies) is sampled again too, for the first sample that does not. An
+        agent scenario's replies end at their first action, as in evaluation.
         counts: "teacher" (first replies) or "agent" (role-play turns: held to the protocol only, as the
         scenario's checks are written for first replies), the meta.json counters to add to."""
         cfg = self.cfg
@@ -439,15 +441,22 @@ class _Run:
         def cut(r: str) -> str:
             return first_action(self.protocol, r) if self.cut and r else r
 
+        def copies(r: str, i: int) -> bool:
+            return avoid and self.demo_copies(r, convs[i][-1]["content"])
+
+        avoid = cfg.avoid_demo_copies and counts == "teacher"
         out = [cut(r) for r in self._nonempty(self.base(), convs)]
         fix_checks = {i for i, r in enumerate(out) if r and not passes(r)}
-        fix_unit = {i for i, r in enumerate(out) if r and i not in fix_checks and not draws(r, i)}
+        fix_copy = {i for i, r in enumerate(out) if r and i not in fix_checks and copies(r, i)}
+        fix_unit = {i for i, r in enumerate(out) if r and i not in fix_checks | fix_copy and not draws(r, i)}
+        if avoid:
+            self.counts["teacher_copied_demo"] += len(fix_copy)
         best: dict[int, tuple[int, str]] = {}  # aimed inputs: the best sample drawing on their units so far
         self.counts[f"{counts}_broke_checks"] += len(fix_checks)
         if counts == "teacher":
             self.counts["teacher_missed_unit"] += len(fix_unit)
         for attempt in range(cfg.teacher_samples):
-            todo = sorted(fix_checks | fix_unit)
+            todo = sorted(fix_checks | fix_copy | fix_unit)
             if not todo:
                 break
             again = self.base().chat([convs[i] for i in todo], max_new_tokens=cfg.max_new_tokens, temperature=0.7,
@@ -460,8 +469,20 @@ class _Run:
                     out[i] = r
                     fix_checks.discard(i)
                     self.counts[f"{counts}_resampled"] += 1
+                    if copies(r, i):
+                        fix_copy.add(i)
+                    elif aims[i] and not draws(r, i):
+                        fix_unit.add(i)
+                elif i in fix_copy:
+                    if copies(r, i):
+                        continue
+                    out[i] = r
+                    fix_copy.discard(i)
+                    self.counts["teacher_copy_resampled"] += 1
                     if aims[i] and not draws(r, i):
                         fix_unit.add(i)
+                elif copies(r, i):
+                    continue
                 elif draws(r, i) and overlap(r, i) > best.get(i, (0, ""))[0]:
                     best[i] = (overlap(r, i), r)
                     if not cfg.aim_stems:  # the first sample that draws on the unit
@@ -550,7 +571,8 @@ class _Run:
             for uid in self.input_units.get(rid, ()):
                 aimed[uid] = aimed.get(uid, 0) + 1
         used = {rid: drawn_on(r.teacher_output, self.units, distinctive=words) for rid, r in self.records.items()}
-        return coverage(self.units, aimed, used, k=self.cfg.coverage_k)
+        copied = sum(self.demo_copies(r.teacher_output, r.input) for r in self.records.values())
+        return coverage(self.units, aimed, used, k=self.cfg.coverage_k, demo_copies=copied)
 
 
 def served_base(spec: ApiSpec, ref):
@@ -610,6 +632,10 @@ def format_summary(s: dict) -> str:
     if cov.get("units"):
         lines.append(f"  prompt units: {cov['units']}; with at least {cov['k']} inputs aimed at them "
                      f"{cov['units_with_k_inputs']}; drawn on by a teacher reply {cov['units_drawn_on']}")
+    if cov.get("teacher_demo_copies") or c.get("teacher_copied_demo"):
+        lines.append(f"  teacher replies repeating a demonstration's wording: {cov.get('teacher_demo_copies', 0)} kept"
+                     + (f" (of {c['teacher_copied_demo']} greedy ones, {c['teacher_copy_resampled']} replaced by "
+                        "a sample that does not)" if c.get("teacher_copied_demo") else ""))
     if s["teacher_checks"]:
         lines.append("  teacher outputs passing the scenario's checks: " + ", ".join(
             f"{k} {v}/{s['records']}" for k, v in s["teacher_checks"].items()))
