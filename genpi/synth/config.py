@@ -42,7 +42,8 @@ class SynthConfig(StageConfig):
                                             "demonstration's wording to another request (six content words in a row, "
                                             "two of them in no fact or rule: \"so a week of 7 days costs\"), and keep "
                                             "the first sample that does not; such replies are counted either way "
-                                            "(coverage.teacher_demo_copies)")
+                                            "(coverage.teacher_demo_copies); on the embedded model the adapter kept "
+                                            "no more facts with it (README)")
     coverage_k: int = option(2, "inputs each unit should get before calls aim at pairs of units", cli=False)
     aimed_per_call: int = option(2, "requests asked for in a call aimed at a unit (few, so that a round's aimed "
                                     "calls spread over many units)", cli=False)
