@@ -140,9 +140,9 @@ class Canned:
         return "I do not know."
 
 
-def _synth(write, tiny_ref, out, canned, **settings):
-    """The kayak scenario synthesized with `canned` as base model and generator; (scenario, summary)."""
-    sc = load_scenario(write("kayaks.yaml", SCENARIO))
+def _synth(write, tiny_ref, out, canned, text=SCENARIO, **settings):
+    """A scenario (the kayak one) synthesized with `canned` as base model and generator; (scenario, summary)."""
+    sc = load_scenario(write("kayaks.yaml", text))
     fake = FakeBackend(canned, name="base")
     cfg = SynthConfig.from_preset("smoke", sc, **{"num_inputs": 6, "max_turns": 1, **settings})
     return sc, synthesize(sc, tiny_ref, None, out, cfg, base_backend=fake, generator_backend=fake, progress=False)
@@ -228,12 +228,14 @@ class Sampled:
     def __init__(self):
         self.k, self.teacher_calls = 0, {}
 
+    def requests(self) -> list[str]:
+        return [f"About the opening hours, can I come for visit {self.k}?", f"Is there parking for group {self.k}?"]
+
     def __call__(self, conv):
         first = conv[0]["content"]
         if "new requests that a user could send" in first:
             self.k += 1
-            return "\n".join(f"{i}. {q}" for i, q in enumerate(
-                [f"About the opening hours, can I come for visit {self.k}?", f"Is there parking for group {self.k}?"], 1))
+            return "\n".join(f"{i}. {q}" for i, q in enumerate(self.requests(), 1))
         if "explain why the second answer differs" in first:
             return "The facts give the hours."
         if first.startswith("Facts:"):
@@ -245,12 +247,8 @@ class Sampled:
 @pytest.mark.parametrize("stems, kept", [(True, 2), (False, 1)])
 def test_an_aimed_input_keeps_a_sample_that_draws_on_its_unit(write, tiny_ref, tmp_path, stems, kept):
     """With aim_stems, the sample that uses most of the unit; without, the first that uses it."""
-    sc = load_scenario(write("hours.yaml", HOURS))
-    fake = FakeBackend(Sampled(), name="base")
-    cfg = SynthConfig.from_preset("smoke", sc, num_inputs=2, max_turns=1, batch_size=2, coverage=1.0,
-                                  aim_stems=stems)
-    summary = synthesize(sc, tiny_ref, None, tmp_path / "D", cfg, base_backend=fake, generator_backend=fake,
-                         progress=False)
+    _, summary = _synth(write, tiny_ref, tmp_path / "D", Sampled(), HOURS, num_inputs=2, batch_size=2, coverage=1.0,
+                        aim_stems=stems)
     data = DataDir(tmp_path / "D")
     units_of = data.read_input_units()
     aimed = [r for r in data.read_records() if units_of.get(r.id) == ["u1"]]
@@ -270,15 +268,7 @@ prompt:
     content: How much is a double kayak for a week?
   - role: assistant
     content: A double kayak is 45 euros a day, so a week of 7 days costs 315 euros.
-student_template: "{input}"
-seed_inputs:
-  - How much is a kayak?
-  - Are you open on Monday?
-environment:
-  role: a customer
-  end_when: the question is answered
-  max_turns: 1
-"""
+""" + "student_template:" + SCENARIO.split("student_template:")[1]
 
 
 def test_demo_copies_spot_a_demonstrations_wording_given_to_another_request(write):
@@ -294,35 +284,20 @@ def test_demo_copies_spot_a_demonstrations_wording_given_to_another_request(writ
     assert not DemoCopies(split_units(SHOP)).demos  # a prompt without demonstrations copies nothing
 
 
-class Templated:
+class Templated(Sampled):
     """The teacher answers every question in the demonstration's form greedily, plainly when sampled."""
 
     COPY, PLAIN = "A single kayak is 30 euros a day, so a week of 7 days costs 210 euros.", "A single kayak is 30 euros a day."
+    REPLIES = [COPY, PLAIN]
 
-    def __init__(self):
-        self.k, self.teacher_calls = 0, {}
-
-    def __call__(self, conv):
-        first = conv[0]["content"]
-        if "new requests that a user could send" in first:
-            self.k += 1
-            return "\n".join(f"{i}. {q}" for i, q in enumerate(QUESTIONS[2 * self.k % 16:2 * self.k % 16 + 2], 1))
-        if "explain why the second answer differs" in first:
-            return "The facts give the price."
-        if first.startswith("Facts:"):
-            n = self.teacher_calls[conv[-1]["content"]] = self.teacher_calls.get(conv[-1]["content"], -1) + 1
-            return self.COPY if n == 0 else self.PLAIN
-        return "I do not know."
+    def requests(self) -> list[str]:
+        return QUESTIONS[2 * self.k % 16:2 * self.k % 16 + 2]
 
 
 @pytest.mark.parametrize("avoid", [True, False])
 def test_teacher_replies_that_copy_a_demonstration_are_counted_and_sampled_again(write, tiny_ref, tmp_path, avoid):
-    sc = load_scenario(write("d.yaml", DEMO))
-    fake = FakeBackend(Templated(), name="base")
-    cfg = SynthConfig.from_preset("smoke", sc, num_inputs=4, max_turns=1, batch_size=4, coverage=0.0,
-                                  avoid_demo_copies=avoid)
-    summary = synthesize(sc, tiny_ref, None, tmp_path / "D", cfg, base_backend=fake, generator_backend=fake,
-                         progress=False)
+    _, summary = _synth(write, tiny_ref, tmp_path / "D", Templated(), DEMO, num_inputs=4, batch_size=4, coverage=0.0,
+                        avoid_demo_copies=avoid)
     records = DataDir(tmp_path / "D").read_records()
     assert len(records) == 4
     assert {r.teacher_output for r in records} == {Templated.PLAIN if avoid else Templated.COPY}
