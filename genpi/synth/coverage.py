@@ -136,9 +136,13 @@ def _sentences(text: str) -> list[str]:
     return [s.strip() for s in _SENTENCE.split(text) if s.strip()]
 
 
+def content_sequence(text: str) -> list[str]:
+    """The words that tell texts apart, in order: lower-cased, without common words; numbers kept as they are."""
+    return [w.lower() for w in _WORD.findall(text) if w.lower() not in STOP and (len(w) > 2 or w.isdigit())]
+
+
 def content_words(text: str) -> set[str]:
-    """The words that tell texts apart: lower-cased, without common words; numbers kept as they are."""
-    return {w.lower() for w in _WORD.findall(text) if w.lower() not in STOP and (len(w) > 2 or w.isdigit())}
+    return set(content_sequence(text))
 
 
 def distinctive_words(units: list[Unit]) -> dict[str, tuple[set[str], set[str]]]:
@@ -195,7 +199,7 @@ def drawn_on(reply: str, units: list[Unit], threshold: float = 0.3, min_shared: 
 
 
 def _ngrams(text: str, n: int) -> set[tuple[str, ...]]:
-    seq = [w.lower() for w in _WORD.findall(text) if w.lower() not in STOP and (len(w) > 2 or w.isdigit())]
+    seq = content_sequence(text)
     return {tuple(seq[i:i + n]) for i in range(len(seq) - n + 1)}
 
 
