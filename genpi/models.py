@@ -55,12 +55,29 @@ class ModelRef:
         return self.spec
 
     def fingerprint(self) -> str:
-        """A short hash of the model's config and weight files (sizes and, for small files, bytes)."""
+        """A short hash of the model's config and weight files (sizes and, for small files, bytes).
+
+        A JSON file counts by its content less WRITER_KEYS (such as the `transformers_version` that
+        transformers writes into every config it saves): the same weights saved again by another
+        transformers release are the same model, so a data folder, an adapter or a stored reply made with
+        them stays valid (the embedded model's folder is rebuilt whenever the genpi cache is cleared)."""
+        return self._hash(normalized=True)
+
+    def legacy_fingerprint(self) -> str:
+        """The fingerprint genpi recorded before 2026-12-06: each JSON file's raw bytes, the writer's
+        transformers version included. Folders that carry it are taken as made with this model
+        (`fingerprint_aliases`)."""
+        return self._hash(normalized=False)
+
+    def _hash(self, normalized: bool) -> str:
         h = hashlib.sha256()
         files = [Path(self.path) / self.gguf_file] if self.gguf_file else sorted(
             p for p in Path(self.path).iterdir() if p.suffix in (".json", ".safetensors", ".bin", ".gguf"))
         for p in files:
             h.update(p.name.encode())
+            if p.suffix == ".json" and normalized:
+                h.update(_json_content(p))
+                continue
             st = p.stat()
             h.update(str(st.st_size).encode())
             if st.st_size < 1 << 20 or p.suffix == ".json":
@@ -71,6 +88,31 @@ class ModelRef:
                     f.seek(-(1 << 20), os.SEEK_END)
                     h.update(f.read())
         return h.hexdigest()[:16]
+
+
+# what a saved config says about the program that wrote it, not about the model: transformers' version, and
+# the loading flag that transformers 5.24 and 5.25 copy into tokenizer_config.json (true or false by how the
+# writing process was set up; found by rebuilding the embedded model under each)
+WRITER_KEYS = ("transformers_version", "local_files_only")
+
+
+def _json_content(p: Path) -> bytes:
+    """A JSON file's content, canonical and without WRITER_KEYS at its top level (raw bytes if it is not JSON)."""
+    raw = p.read_bytes()
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        return raw
+    if isinstance(data, dict):
+        data = {k: v for k, v in data.items() if k not in WRITER_KEYS}
+    return json.dumps(data, sort_keys=True, ensure_ascii=False).encode()
+
+
+def fingerprint_aliases(*refs: "ModelRef | None") -> dict[str, str]:
+    """{fingerprint recorded by older genpi: today's} for each model, where the two differ: what a resumed
+    folder's stored fingerprints are read through, so that upgrading genpi does not orphan a user's folders."""
+    return {old: new for ref in refs if ref is not None
+            for old, new in [(ref.legacy_fingerprint(), ref.fingerprint())] if old != new}
 
 
 def resolve_model(spec: str | None) -> ModelRef:

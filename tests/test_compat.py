@@ -41,12 +41,13 @@ def test_old_data_resumes_without_generating_and_trains(old, tiny_ref, tmp_path)
     from genpi.synth import SynthConfig, synthesize
     from genpi.train import TrainConfig, train_adapter
 
-    # The fixture's tiny model was built by the transformers of its day, whose version is written into the
-    # model's config.json and so into its fingerprint; state it as the tiny model built here (the same
-    # seeded weights), so that this test checks the layout, not the installed transformers.
+    # The fixture's meta.json holds the tiny model's fingerprint as genpi computed it then: over the raw bytes of
+    # config.json, which held the version of the transformers that built the model (5.24.0). State it as that
+    # old fingerprint of the tiny model built here (the same seeded weights, whatever transformers is
+    # installed), so that the folder resumes the way a user's folder from that genpi does after an upgrade.
     meta = old / "data" / "meta.json"
-    assert OLD_TINY in meta.read_text()
-    meta.write_text(meta.read_text().replace(OLD_TINY, tiny_ref.fingerprint()))
+    assert OLD_TINY in meta.read_text() and tiny_ref.legacy_fingerprint() != tiny_ref.fingerprint()
+    meta.write_text(meta.read_text().replace(OLD_TINY, tiny_ref.legacy_fingerprint()))
     sc = load_scenario(old / "scenario.yaml")
     nothing = FakeBackend([], name="nothing")  # any call would fail: the old folder is complete
     summary = synthesize(sc, tiny_ref, None, old / "data", SynthConfig.from_preset("smoke", sc),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,7 @@ from templates import TURN
 
 from genpi.evaluate import EvalConfig, evaluate
 from genpi.evaluate.kl import prefix_ids, reply_ids
-from genpi.evaluate.runner import Variant, plan_variants, reply_kl
+from genpi.evaluate.runner import Variant, plan_variants, reply_kl, variant_key
 from genpi.scenario import load_scenario
 
 SCENARIO = """\
@@ -226,6 +227,30 @@ def test_rerun_reuses_stored_outputs(evaluated, tiny_ref, adapters, monkeypatch)
     monkeypatch.setattr(LocalBackend, "chat", boom)
     again = evaluate(load_scenario(scen), tiny_ref, adapters, out, EvalConfig(max_new_tokens=6, batch_size=2))
     assert again["variants"] == report["variants"]
+
+
+def test_replies_stored_under_the_older_model_fingerprint_are_reused(evaluated, tiny_ref, adapters, monkeypatch,
+                                                                    tmp_path):
+    scen, out, report = evaluated
+    from genpi.generate import LocalBackend
+
+    old = tmp_path / "old"
+    shutil.copytree(out, old)
+    sc, cfg = load_scenario(scen), EvalConfig(max_new_tokens=6, batch_size=2)
+    legacy = {variant_key(v, sc, tiny_ref.fingerprint(), cfg): variant_key(v, sc, tiny_ref.legacy_fingerprint(), cfg)
+              for v in plan_variants(adapters)}
+    rows = [json.loads(x) for x in (old / "outputs.jsonl").read_text().splitlines()]
+    assert {r["key"] for r in rows} == set(legacy) and not set(legacy) & set(legacy.values())
+    # the report folder as an older genpi wrote it: the same replies under keys made with its fingerprint
+    (old / "outputs.jsonl").write_text("".join(json.dumps({**r, "key": legacy[r["key"]]}) + "\n" for r in rows))
+
+    def boom(*a, **k):
+        raise AssertionError("a stored reply was generated again")
+
+    monkeypatch.setattr(LocalBackend, "chat", boom)
+    again = evaluate(sc, tiny_ref, adapters, old, cfg)
+    assert again["variants"] == report["variants"]
+    assert {json.loads(x)["key"] for x in (old / "outputs.jsonl").read_text().splitlines()} == set(legacy)
 
 
 def test_seed_overlap_warns_but_runs(evaluated, capsys):

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import shutil
 from pathlib import Path
 
 import pytest
 
 from genpi.errors import GenpiError
 from genpi.artifacts import AdapterDir
-from genpi.models import EMBEDDED_GGUF, _embedded_gguf, resolve_model
+from genpi.models import EMBEDDED_GGUF, _embedded_gguf, fingerprint_aliases, resolve_model
 
 
 def test_default_is_a_materialized_fp32_folder():
@@ -27,6 +29,27 @@ def test_tiny_model_shares_the_real_tokenizer_and_template(tiny_ref, tiny_tok, t
     assert "<|im_start|>user\nhi<|im_end|>" in text and text.endswith("<|im_start|>assistant\n")
     assert tiny_tok.pad_token_id == tiny_tok.eos_token_id  # SmolLM2: pad == eos == <|im_end|>
     assert resolve_model("tiny").fingerprint() == tiny_ref.fingerprint()
+
+
+def test_fingerprint_names_the_model_not_the_transformers_that_saved_it(tiny_ref, tmp_path):
+    folder = tmp_path / "m"
+    shutil.copytree(tiny_ref.path, folder)
+    ref = resolve_model(str(folder))
+    before, legacy = ref.fingerprint(), ref.legacy_fingerprint()
+    assert before == tiny_ref.fingerprint() and legacy == tiny_ref.legacy_fingerprint() != before
+    assert fingerprint_aliases(ref) == {legacy: before}
+
+    def rewrite(name, **changes):  # the same file written again: other key order, indent, the given changes
+        cfg = json.loads((folder / name).read_text())
+        (folder / name).write_text(json.dumps(dict(reversed({**cfg, **changes}.items())), indent=1))
+
+    rewrite("config.json", transformers_version="9.9.9")
+    rewrite("generation_config.json", transformers_version="9.9.9")
+    assert ref.fingerprint() == before and ref.legacy_fingerprint() != legacy
+    rewrite("config.json", rms_norm_eps=1e-3)  # what the model computes changed: another model
+    assert ref.fingerprint() != before
+    gguf = resolve_model(str(_embedded_gguf()))  # a GGUF file is hashed as it is: nothing to alias
+    assert fingerprint_aliases(gguf) == {}
 
 
 def test_local_folder_and_gguf_file(tiny_ref):

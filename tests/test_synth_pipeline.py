@@ -218,6 +218,21 @@ def test_resume_refuses_another_scenario_or_model(sc, tiny_ref, tmp_path, write)
         "records.jsonl"]
 
 
+def test_resume_reads_an_older_genpi_model_fingerprint_as_todays(sc, tiny_ref, tmp_path):
+    out = tmp_path / "D"
+    _run(sc, tiny_ref, out, Canned(), num_inputs=2, max_turns=2)
+    meta, now, legacy = out / "meta.json", tiny_ref.fingerprint(), tiny_ref.legacy_fingerprint()
+    assert now in meta.read_text() and legacy not in meta.read_text()
+    meta.write_text(meta.read_text().replace(now, legacy))  # as the genpi before 2026-12-06 wrote it
+    again = Canned()
+    _run(sc, tiny_ref, out, again, num_inputs=2, max_turns=2)
+    assert sum(again.n.values()) == 0 and len(_records(out)) == 2
+    assert now in meta.read_text() and legacy not in meta.read_text()  # written anew with today's
+    meta.write_text(meta.read_text().replace(now, "0123456789abcdef"))  # another model's is still refused
+    with pytest.raises(GenpiError, match="different base model.*new --out"):
+        _run(sc, tiny_ref, out, Canned(), num_inputs=2, max_turns=2)
+
+
 def test_other_turns_keep_the_old_records_aside_and_reuse_every_call(sc, tiny_ref, tmp_path, capsys):
     out = tmp_path / "D"
     _run(sc, tiny_ref, out, Canned(end_after=9), num_inputs=3, max_turns=2)

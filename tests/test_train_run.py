@@ -264,6 +264,27 @@ def test_adapter_round_trip_in_a_fresh_process_with_plain_peft(round_trips, temp
     assert not torch.allclose(ours, plain)  # the adapter does change the model
 
 
+def test_an_adapter_signed_with_the_older_model_fingerprint_is_already_trained(setup, tiny_ref, tmp_path, capsys):
+    from genpi.artifacts import text_sha256
+
+    sc, data, _ = setup
+    out = tmp_path / "a"
+    train(sc, tiny_ref, data, out, method="sft", epochs=1, **FAST)
+    meta = json.loads((out / "genpi.json").read_text())
+    weights = (out / "adapter_model.safetensors").read_bytes()
+    # genpi.json as the genpi before 2026-12-06 signed it: its run key held the model's legacy fingerprint
+    run = {**meta["run"], "model": tiny_ref.legacy_fingerprint()}
+    (out / "genpi.json").write_text(json.dumps({**meta, "run": run, "signature": text_sha256(run)[:16]}))
+    capsys.readouterr()
+    train(sc, tiny_ref, data, out, method="sft", epochs=1, progress=True, **FAST)
+    assert "already trained with these settings; nothing to do" in capsys.readouterr().err
+    assert (out / "adapter_model.safetensors").read_bytes() == weights
+    run["model"] = "0123456789abcdef"  # another model's adapter is still refused
+    (out / "genpi.json").write_text(json.dumps({**meta, "run": run, "signature": text_sha256(run)[:16]}))
+    with pytest.raises(GenpiError, match="trained differently.*model"):
+        train(sc, tiny_ref, data, out, method="sft", epochs=1, **FAST)
+
+
 def test_merge_writes_a_plain_model_with_the_adapters_logits(setup, tiny_ref):
     from transformers import AutoModelForCausalLM
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ..artifacts import AdapterDir, Report, ReportDir
 from ..artifacts.model_card import prompt_facts, write_model_card
-from ..models import ModelRef, load_adapter, load_model, load_tokenizer
+from ..models import ModelRef, fingerprint_aliases, load_adapter, load_model, load_tokenizer
 from ..generate import LocalBackend
 from ..scenario import EvalInput, Scenario
 from . import checks as scoring
@@ -56,6 +56,13 @@ def _variant_summary(sc: Scenario, rows: list[dict], teacher_rows: list[dict] | 
     return v
 
 
+def _adopt(store: dict, old_key: str, key: str) -> None:
+    """File the rows stored under `old_key` under `key` too (a store maps (variant, key, item) to a row)."""
+    for (name, k, item), row in list(store.items()):
+        if k == old_key:
+            store.setdefault((name, key, item), {**row, "key": key})
+
+
 def evaluate(scenario: Scenario, model_ref: ModelRef, adapter_dirs: list[str | Path], out_dir: str | Path,
              config: EvalConfig, notes: list[str] | tuple[str, ...] = ()) -> dict:
     """Evaluate no_prompt, with_prompt and each adapter on `scenario`'s held-out inputs.
@@ -86,7 +93,7 @@ def evaluate(scenario: Scenario, model_ref: ModelRef, adapter_dirs: list[str | P
 
     tok = load_tokenizer(ref)
     model = load_model(ref)
-    fingerprint = ref.fingerprint()
+    fingerprint, legacy = ref.fingerprint(), list(fingerprint_aliases(ref))
     if sc.eval.inputs:
         inputs = [e.input for e in sc.eval.inputs]
     else:  # the problems' own texts serve as the first-turn inputs
@@ -101,6 +108,8 @@ def evaluate(scenario: Scenario, model_ref: ModelRef, adapter_dirs: list[str | P
         if v.adapter_dir is not None:
             model = load_adapter(model, v.adapter_dir)
         keys[v.name] = variant_key(v, sc, fingerprint, cfg)
+        for old in legacy:  # replies stored by an older genpi under its model fingerprint are still this model's
+            _adopt(store, variant_key(v, sc, old, cfg), keys[v.name])
         teacher = None if v.with_prompt else [r["output"] for r in rows[CEILING]]
         rows[v.name] = run_variant(model, tok, sc, v, inputs, cfg, keys[v.name], store, out, teacher)
         if task_env is not None:
@@ -108,8 +117,10 @@ def evaluate(scenario: Scenario, model_ref: ModelRef, adapter_dirs: list[str | P
             backend = LocalBackend(model, tok, name=v.name, batch_size=cfg.batch_size, conversation_cache=True,
                                    keep_prefixes=2 * cfg.batch_size)
             first = not task_rows
-            task_rows[v.name] = run_tasks(backend, sc, v, problems, task_env, cfg,
-                                          task_key(v, sc, fingerprint, task_env, cfg), episodes, out,
+            key = task_key(v, sc, fingerprint, task_env, cfg)
+            for old in legacy:
+                _adopt(episodes, task_key(v, sc, old, task_env, cfg), key)
+            task_rows[v.name] = run_tasks(backend, sc, v, problems, task_env, cfg, key, episodes, out,
                                           limit=cfg.limit if first else None)
             if first:  # every later variant plays exactly these problems
                 ids = {r["problem"] for r in task_rows[v.name]}

@@ -28,6 +28,7 @@ from ..generate.cache import CachedBackend
 from ..generate.local import local_backend
 from ..generate.same_model import PROBES
 from ..generate.specs import ApiSpec, GeneratorSpec, SameSpec, build_backend
+from ..models import fingerprint_aliases
 from ..scenario import Scenario, student_messages, teacher_messages
 from . import stages, store
 from .config import SynthConfig
@@ -131,7 +132,8 @@ class _Run:
         self.ident = self.identity()
         old = self.data.resumable_meta()
         old = self._reshaped(old)
-        store.check_same_run(old, self.ident, self.out)
+        store.check_same_run(old, self.ident, self.out,
+                             fingerprint_aliases(self.ref, getattr(self.gen_spec, "model", None)))
         self.old = old or SynthMeta()
         self.records: dict[str, Record] = {}
         for r in self.data.read_records():

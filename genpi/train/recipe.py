@@ -22,7 +22,7 @@ from pathlib import Path
 from .. import __version__
 from ..artifacts import AdapterDir, AdapterMeta, DataDir, text_sha256
 from ..errors import GenpiError
-from ..models import ModelRef, default_device, load_tokenizer
+from ..models import ModelRef, default_device, fingerprint_aliases, load_tokenizer
 from ..scenario import Scenario
 from .base import check_4bit, load_base
 from .config import TrainConfig
@@ -76,10 +76,13 @@ class TrainRecipe:
         if self.topk:  # the KL term reads the stored top-K: another run than one with the teacher's passes
             self.run_key["teacher_logprobs"] = self.topk
         self.signature = text_sha256(self.run_key)[:16]
+        # the same run as older genpi signed it (its model fingerprint: genpi.models.fingerprint_aliases)
+        self.signatures = {self.signature} | {text_sha256({**self.run_key, "model": old})[:16]
+                                              for old in fingerprint_aliases(self.ref)}
         self.tok = load_tokenizer(self.ref)
         if out.meta_path.is_file():
             done = out.read_meta()
-            if done.signature != self.signature:
+            if done.signature not in self.signatures:
                 raise GenpiError(f"'{out.path}' already holds an adapter trained differently (differs in: "
                                  f"{_differences(getattr(done, 'run', None) or {}, self.run_key)}): "
                                  "pass a new --out or delete that folder")
@@ -92,7 +95,7 @@ class TrainRecipe:
                           file=sys.stderr)
                 return done.to_json()
         old = out.read_checkpoint_run()
-        if old is not None and old.get("signature") != self.signature:
+        if old is not None and old.get("signature") not in self.signatures:
             raise GenpiError(f"'{out.checkpoints}' holds checkpoints of a different run (differs in: "
                              f"{_differences(old.get('run', {}), self.run_key)}): pass a new --out or delete "
                              f"'{out.checkpoints}'")
