@@ -6,8 +6,9 @@ per method trained on it, one evaluation of them all; then mean and spread over 
 
 Methods (--methods): genpi (the paper's joint loss), sft, sft-kl, prompt-mix, genpi+kl (the joint loss
 plus token-level KL to the prompted teacher), genpi+on-policy (plus the on-policy reverse KL),
-genpi+kl+on-policy, and genpi+kl+grounded (genpi+kl with `--grounded-repeats 3`: records whose teacher reply
-uses a fact or rule of the prompt trained on three times per epoch). Every step writes into OUT and resumes: rerunning the same command skips what is
+genpi+kl+on-policy, genpi+kl+grounded (genpi+kl with `--grounded-repeats 3`: records whose teacher reply
+uses a fact or rule of the prompt trained on three times per epoch), and genpi+kl+units (genpi+kl with
+`--pg-units`: a PG example per record whose request names a unit, writing out that unit). Every step writes into OUT and resumes: rerunning the same command skips what is
 done (synthesis, adapters and replies are all resume stores).
 
 Evaluation is first replies on the scenario's held-out inputs (`genpi eval --env simulated`: no sandbox
@@ -40,6 +41,7 @@ METHODS: dict[str, dict] = {
     "genpi+on-policy": {"method": "genpi", "on_policy": 1.0},
     "genpi+kl+on-policy": {"method": "genpi", "kl": 1.0, "on_policy": 1.0},
     "genpi+kl+grounded": {"method": "genpi", "kl": 1.0, "grounded_repeats": 3},
+    "genpi+kl+units": {"method": "genpi", "kl": 1.0, "pg_units": True},
 }
 BASELINES = ("with_prompt", "no_prompt")
 

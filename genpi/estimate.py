@@ -21,6 +21,7 @@ from pathlib import Path
 from .models import cache_dir, encode_chat
 
 RATES = "rates.json"
+UNIT_TOKENS = 32  # a fact or rule of a prompt, written out by a --pg-units PG example
 PG_TEMPLATE = 40  # tokens a PG example's instruction adds around the input, replies and reason
 
 
@@ -59,6 +60,8 @@ def plan(scenario, tok, config, methods, *, episodes: int = 0, rounds: int = 8) 
     pg = min(prompt, t.max_target_tokens) + R + inp + 2 * T + PG_TEMPLATE
     for m in methods:
         per = {"genpi": sft + t.pg_fraction * pg, "prompt-mix": sft + prompt / 2}.get(m, sft)
+        if m == "genpi" and t.pg_units:  # at most: every request may name a unit (one short PG target each)
+            per += inp + 2 * T + PG_TEMPLATE + UNIT_TOKENS
         kl = sft if (m == "sft-kl" or (m == "genpi" and t.kl > 0)) and not stored else 0
         g = t.grounded_repeats  # at most: every record's teacher reply may use the prompt
         p.tokens[f"train {m}"] = math.ceil(t.epochs * n * (per + (g - 1) * sft + g * kl))

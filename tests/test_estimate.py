@@ -46,6 +46,10 @@ def test_plan_counts_tokens_from_the_settings(sc, tiny_tok):
     rep = estimate.plan(sc, tiny_tok, RunConfig.from_preset("quick", sc, synth={"num_inputs": 10, "max_turns": 1,
                         "coverage": 0.0}, train={"grounded_repeats": 3}), ["sft"])
     assert rep.tokens["train sft"] == 3 * p.tokens["train sft"] and "at most" in rep.details["train sft"]
+    # a PG example for each request that names a unit: at most one per record and epoch, on the genpi term only
+    units = estimate.plan(sc, tiny_tok, RunConfig.from_preset("quick", sc, synth={"num_inputs": 10, "max_turns": 1,
+                          "coverage": 0.0}, train={"pg_units": True}), ["genpi", "sft"])
+    assert units.tokens["train genpi"] > p.tokens["train genpi"] and units.tokens["train sft"] == p.tokens["train sft"]
 
 
 def test_paces_round_trip_and_give_times(sc, tiny_tok, tiny_ref, tmp_path, monkeypatch):

@@ -211,3 +211,33 @@ def test_records_whose_teacher_uses_the_prompt_are_repeated(tiny_tok):
     assert len(thrice.teacher) == 4 and len(thrice.pg_pool) == 2  # teacher twins follow; PG stays per record
     with pytest.raises(GenpiError):
         TrainConfig.from_preset("smoke", grounded_repeats=0)
+
+
+def test_a_request_that_names_a_unit_gets_a_pg_example_writing_it_out(tiny_tok):
+    from genpi.train import TrainConfig
+    from genpi.train.examples import ASK_NEEDED, build_examples, needed_units
+
+    facts = [{"role": "system", "content": "Prices:\n- Tandem: 28 euros a day.\n- Deposit: 50 euros per bike.\n"
+                                           "- Phone: 0451 220 330."},
+             {"role": "user", "content": "Is a tandem dear?"}, {"role": "assistant", "content": "28 euros a day."}]
+    sc = Scenario(name="t", prompt=facts, student_template="{input}")
+    # the teacher missed the fact: the PG example still binds the request to the unit it names
+    asks = Record(id="a", input="How much are tandems?", teacher_output="They are cheap.", student_output="No idea.",
+                  reason="It names a price.", conversation=({"role": "assistant", "content": "They are cheap."},))
+    plain = Record(id="b", input="Hello?", teacher_output="Hello there!", student_output="Hi.", reason="",
+                   conversation=({"role": "assistant", "content": "Hello there!"},))
+    assert needed_units(sc, [asks, plain]) == {"a": "Tandem: 28 euros a day."}  # a plural names its singular
+    cfg = dict(method="genpi", kl=1.0, max_source_tokens=256, max_target_tokens=256)
+    off = build_examples(tiny_tok, sc, [asks, plain], TrainConfig.from_preset("smoke", **cfg), progress=False)
+    on = build_examples(tiny_tok, sc, [asks, plain], TrainConfig.from_preset("smoke", pg_units=True, **cfg),
+                        progress=False)
+    assert off.pg_needed == [] and len(on.pg_needed) == 1 and len(on.pg) == len(off.pg) + 1
+    assert on.stats["pg_needed_examples"] == 1 and on.pg_needed[0] not in sum(on.pg_pool, [])  # not a section's
+    ex = on.pg[on.pg_needed[0]]
+    source = tiny_tok.decode([t for t, y in zip(ex.input_ids, ex.labels) if y == -100])
+    target = tiny_tok.decode([t for y in ex.labels if y != -100 for t in [y]])
+    assert ASK_NEEDED in source and "How much are tandems?" in source and "They are cheap." in source
+    assert target.startswith("Tandem: 28 euros a day.") and "It names a price" not in target  # no reason
+    for bad in (dict(method="sft"), dict(method="genpi", lam=1.0)):
+        with pytest.raises(GenpiError, match="--pg-units"):
+            TrainConfig.from_preset("smoke", pg_units=True, **bad)

@@ -198,6 +198,27 @@ def drawn_on(reply: str, units: list[Unit], threshold: float = 0.3, min_shared: 
     return used
 
 
+def named_in(request: str, units: list[Unit], most: int = 1) -> list[str]:
+    """Ids of the units a request names, best named first, at most `most`: a word of the unit's that no other
+    unit has ("tandem", "cheques", "helmets"), or two words that at most two other units share; a plural
+    matches its singular. Demonstrations are neither named nor counted (they repeat the facts' words)."""
+    def base(words: set[str]) -> set[str]:
+        return {w[:-1] if len(w) > 3 and w.endswith("s") and not w.endswith("ss") else w for w in words}
+
+    asked = base(content_words(request))
+    words = {u.id: base(content_words(u.text)) for u in units if u.kind != "example"}
+    df: dict[str, int] = {}
+    for ws in words.values():
+        for w in ws:
+            df[w] = df.get(w, 0) + 1
+    scored = []
+    for uid, ws in words.items():
+        own, rare = {w for w in ws if df[w] == 1} & asked, {w for w in ws if df[w] <= 3} & asked
+        if own or len(rare) >= 2:
+            scored.append((-len(own), -len(rare), list(words).index(uid), uid))
+    return [uid for *_, uid in sorted(scored)[:most]]
+
+
 def _ngrams(text: str, n: int) -> set[tuple[str, ...]]:
     seq = content_sequence(text)
     return {tuple(seq[i:i + n]) for i in range(len(seq) - n + 1)}

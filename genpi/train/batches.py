@@ -54,13 +54,15 @@ class Plan:
 
 
 def build_plan(sft_lengths: list[int], pg_pool: list[list[int]], pg_lengths: dict[int, int] | list[int],
-               batch_size: int, epochs: float, pg_fraction: float, seed: int, multiple: int = 1) -> Plan:
+               batch_size: int, epochs: float, pg_fraction: float, seed: int, multiple: int = 1,
+               pg_every_epoch: list[int] = ()) -> Plan:
     """Draw every micro-step of the run.
 
     sft_lengths: length of each SFT example (empty when the method has no SFT term).
     pg_pool: per record, its PG example indices by prompt section ([] when no PG); in epoch e record r
         gives section (r + e) mod k, so across epochs every record meets every section.
-    A `pg_fraction` share of the PG records is drawn anew each epoch and spread evenly over the epoch's steps.
+    A `pg_fraction` share of the PG records is drawn anew each epoch and spread evenly over the epoch's steps,
+    together with the PG examples `pg_every_epoch` (indices), which every epoch trains on.
     The step count is rounded up to a `multiple` (micro-steps per optimizer step, in all processes) with
     steps of the next epoch, so the last optimizer step is whole.
     """
@@ -83,7 +85,7 @@ def build_plan(sft_lengths: list[int], pg_pool: list[list[int]], pg_lengths: dic
             chosen = rng.sample(pg_records, min(m, len(pg_records)))
             while len(chosen) < m:  # fewer PG records than steps: reuse some so every step has both terms
                 chosen.append(rng.choice(pg_records))
-            picks = [pg_pool[r][(r + e) % len(pg_pool[r])] for r in chosen]
+            picks = [pg_pool[r][(r + e) % len(pg_pool[r])] for r in chosen] + list(pg_every_epoch)
             if n_sft:
                 pg_groups = split_even(picks, pg_lengths, len(sft_batches), rng)
             else:

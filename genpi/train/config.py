@@ -54,6 +54,11 @@ class TrainConfig(StageConfig):
                                       "reply uses a unit of the prompt (a fact, a rule: by the unit's distinctive "
                                       "words, as the synthesis coverage counts them), to weigh what the prompt says "
                                       "above how it is said; 1: as often as any other record", metavar="N")
+    pg_units: bool = option(False, "add a PG example per record whose request names a unit of the prompt (a fact, "
+                                   "a rule: by a word of that unit's that no other unit has), trained in every "
+                                   "epoch: from the request and both answers, write out that unit word for word. It "
+                                   "binds the request to the part of the prompt it needs even where the teacher's "
+                                   "reply missed it")
     epochs: float = option(6.0, "passes over the SFT examples (fractions allowed)", metavar="E")
     batch_size: int = option(4, "SFT examples per micro-batch, in each process (PG batches are sized so each PG "
                                 "example comes once per epoch)", metavar="N")
@@ -114,6 +119,8 @@ class TrainConfig(StageConfig):
         if self.on_policy > 0 and not self.uses_sft:
             bad("--on-policy needs SFT examples (their inputs are what the adapter answers): use --lambda above 0")
         at_least(self, 1, "on_policy_every", "on_policy_tokens", "grounded_repeats")
+        if self.pg_units and not (self.method == "genpi" and self.lam < 1.0):
+            bad("--pg-units adds examples to the PG term: use --method genpi with --lambda below 1")
         if self.kl_teacher not in ("auto", "model", "stored"):
             bad(f"unknown --kl-teacher '{self.kl_teacher}': choose auto, model or stored")
         if self.kl > 0 and self.method != "genpi":
@@ -165,6 +172,7 @@ class TrainConfig(StageConfig):
         off = {"kl"} if self.kl == 0 else set()
         off |= {"load_in_4bit"} if not self.load_in_4bit else set()
         off |= {"grounded_repeats"} if self.grounded_repeats == 1 else set()
+        off |= {"pg_units"} if not self.pg_units else set()
         if self.on_policy == 0:
             off |= {"on_policy", "on_policy_every", "on_policy_tokens", "on_policy_temperature"}
         # kl_teacher: the source the run actually used is signed by the recipe (run key "teacher_logprobs")

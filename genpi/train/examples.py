@@ -33,6 +33,7 @@ ASK_WHOLE = "Write out the hidden context word for word{why}."
 ASK_PART = "The context is long: write out part {j} of {k} of it, word for word{why}."
 REASON_TAG = "### How the context changed the answer"
 ASK_WHY = f", then, under '{REASON_TAG}', say what in it made the difference"
+ASK_NEEDED = "Write out, word for word, the part of the hidden context that the request needs."
 
 
 @dataclass(frozen=True)
@@ -184,18 +185,21 @@ def _pack(units: list[tuple[str, int]], k: int, budget: int) -> list[str]:
 
 def pg_messages(rec: Record, section: str, j: int, k: int, student: str | None = None,
                 teacher: str | None = None) -> list[dict]:
-    why = ASK_WHY if rec.reason else ""
-    ask = ASK_WHOLE.format(why=why) if k == 1 else ASK_PART.format(j=j, k=k, why=why)
+    """k > 0: write out section j of the k that make up the prompt, then the reason; k == 0: write out
+    `section`, the part of the prompt the request needs (no reason)."""
+    why = ASK_WHY if rec.reason and k else ""
+    ask = ASK_NEEDED if k == 0 else ASK_WHOLE.format(why=why) if k == 1 else ASK_PART.format(j=j, k=k, why=why)
     user = PG_TASK.format(ask=ask, input=rec.input, student=rec.student_output if student is None else student,
                           teacher=rec.teacher_output if teacher is None else teacher)
     target = section.strip("\n")
-    if rec.reason:
+    if why:
         target += f"\n\n{REASON_TAG}\n{rec.reason}"
     return [{"role": "user", "content": user}, {"role": "assistant", "content": target}]
 
 
 def pg_example(tok, rec: Record, section: str, j: int, k: int, max_source: int, max_target: int) -> Example | None:
-    """Prompt generation: context = instruction + input + both outputs; target = section j of k (+ reason).
+    """Prompt generation: context = instruction + input + both outputs; target = section j of k (+ reason),
+    or, with k == 0, `section` as the part of the prompt the request needs.
 
     If the instruction is over `max_source` tokens, the two outputs are shortened to fit; if even the
     instruction with empty outputs is too long, the record gives no PG example (None).
@@ -234,6 +238,7 @@ class Built:
     teacher_topk: list[tuple] | None = None  # per teacher twin: stored (top ids, top log-probs) at its targets
     pg: list[Example] = field(default_factory=list)
     pg_pool: list[list[int]] = field(default_factory=list)  # per record: PG example indices by section
+    pg_needed: list[int] = field(default_factory=list)  # PG examples of the unit a request names (every epoch)
     sections: int = 0
     stats: dict = field(default_factory=dict)
 
@@ -259,6 +264,7 @@ def build_examples(tok, sc: Scenario, records: list[Record], cfg: TrainConfig, p
     from tqdm.auto import tqdm
 
     grounded = grounded_records(sc, records) if cfg.uses_sft and cfg.grounded_repeats > 1 else set()
+    needed = needed_units(sc, records) if cfg.uses_pg and cfg.pg_units else {}
     st["sft_grounded_records"] = len(grounded)
     bar = tqdm(records, desc="examples", unit="record", file=sys.stderr, disable=not progress, leave=False)
     for i, rec in enumerate(bar):
@@ -285,7 +291,13 @@ def build_examples(tok, sc: Scenario, records: list[Record], cfg: TrainConfig, p
                     b.pg.append(ex)
             st["pg_skipped_source_too_long"] += int(not opts)
             b.pg_pool.append(opts)
+        if rec.id in needed:
+            ex = pg_example(tok, rec, needed[rec.id], 0, 0, cfg.max_source_tokens, cfg.max_target_tokens)
+            if ex is not None:
+                b.pg_needed.append(len(b.pg))
+                b.pg.append(ex)
     st.update(sft_examples=len(b.sft), pg_examples=len(b.pg), pg_sections=b.sections,
+              pg_needed_examples=len(b.pg_needed),
               sft_tokens=sum(len(e) for e in b.sft), sft_supervised_tokens=sum(e.n_supervised for e in b.sft),
               pg_tokens=sum(len(e) for e in b.pg), pg_supervised_tokens=sum(e.n_supervised for e in b.pg))
     if cfg.uses_sft and not b.sft:
@@ -305,6 +317,16 @@ def grounded_records(sc: Scenario, records: list[Record]) -> set[str]:
     units = split_units([m.model_dump() for m in sc.prompt])
     words = distinctive_words(units)
     return {r.id for r in records if drawn_on(r.teacher_output, units, distinctive=words)}
+
+
+def needed_units(sc: Scenario, records: list[Record]) -> dict[str, str]:
+    """Record id -> the text of the prompt unit its request names (coverage.named_in), for the records whose
+    request names one."""
+    from ..synth.coverage import named_in, split_units
+
+    units = split_units([m.model_dump() for m in sc.prompt])
+    text = {u.id: u.text for u in units}
+    return {r.id: text[ids[0]] for r in records if (ids := named_in(r.input, units))}
 
 
 def stored_rows(ex: Example, stored: tuple[dict, dict] | None) -> tuple:
