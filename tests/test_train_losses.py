@@ -95,11 +95,16 @@ def test_plan_covers_every_sft_example_once_per_epoch_and_pairs_pg():
     assert counts == [1, 1, 1, 1]  # 20% of 10 is 2, but every step gets at least one PG example
     frac = build_plan(sft_len, pg_pool, pg_len, batch_size=3, epochs=2.5, pg_fraction=1.0, seed=0)
     assert len(frac.steps) == 10  # fractional epochs round up to whole steps
-    always = build_plan(sft_len, pg_pool, pg_len + [5, 6], batch_size=3, epochs=2, pg_fraction=0.2, seed=0,
-                        pg_every_epoch=[20, 21])
-    for e in range(2):  # the drawn 20% of the records, and the two every-epoch examples in every epoch
-        pg = sorted(i for s in always.steps[e * 4:(e + 1) * 4] for i in s["pg"])
-        assert pg[-2:] == [20, 21] and len(pg) == 4 + 2
+    named = build_plan(sft_len, pg_pool, pg_len + [5, 6, 7, 8, 9], batch_size=3, epochs=2, pg_fraction=0.2,
+                       seed=0, units=[20, 21, 22, 23, 24])
+    plain = build_plan(sft_len, pg_pool, pg_len, batch_size=3, epochs=2, pg_fraction=0.2, seed=0)
+    assert [(s["sft"], s["pg"]) for s in named.steps] == [(s["sft"], s["pg"]) for s in plain.steps]  # as before
+    for e in range(2):  # every epoch: all five named units, spread over its steps as a kind of their own
+        epoch = named.steps[e * 4:(e + 1) * 4]
+        assert sorted(i for s in epoch for i in s["units"]) == [20, 21, 22, 23, 24]
+        assert sorted(len(s["units"]) for s in epoch) == [1, 1, 1, 2]
+        assert all(i < 20 for s in epoch for i in s["pg"])
+    assert all(s["units"] == [] for s in plan.steps)
 
 
 def test_plan_groups_by_length_and_is_seeded():

@@ -285,6 +285,23 @@ def test_an_adapter_signed_with_the_older_model_fingerprint_is_already_trained(s
         train(sc, tiny_ref, data, out, method="sft", epochs=1, **FAST)
 
 
+def test_pg_units_trains_the_named_unit_as_a_term_of_its_own(setup, tiny_ref, tmp_path):
+    sc, _, _ = setup
+    data = write_data(tmp_path / "data")
+    rows = [json.loads(x) for x in (data / "records.jsonl").read_text().splitlines()]
+    for i, r in enumerate(rows):  # each names the rule "Never write Python, ..."
+        r["input"] = f"May I write Python to list /srv/{i}?"
+    (data / "records.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    s = train(sc, tiny_ref, data, tmp_path / "a", method="genpi", kl=0.5, pg_units=True, epochs=2,
+              learning_rate=1e-2, **FAST)
+    meta = json.loads((tmp_path / "a" / "genpi.json").read_text())
+    assert meta["data"]["pg_needed_examples"] == 4 and meta["run"]["pg_units"] is True
+    f = meta["final_loss"]  # the named unit's PG is logged on its own and weighed as PG: 0.3 (PG + units)
+    assert f["units"] > 0 and f["loss"] == pytest.approx(0.3 * (f["pg"] + f["units"]) + 0.7 * f["sft"] + 0.5 * f["kl"],
+                                                         rel=1e-3)
+    assert s["method"] == "genpi"
+
+
 def test_merge_writes_a_plain_model_with_the_adapters_logits(setup, tiny_ref):
     from transformers import AutoModelForCausalLM
 

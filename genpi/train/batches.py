@@ -49,20 +49,22 @@ def split_even(indices: list[int], lengths: list[int], n_groups: int, rng: rando
 
 @dataclass(frozen=True)
 class Plan:
-    steps: list[dict[str, list[int]]]  # per micro-step: {"sft": [...], "pg": [...]} indices into the example lists
+    steps: list[dict[str, list[int]]]  # per micro-step: {"sft": [...], "pg": [...], "units": [...]} indices
+    #                                     into the example lists (units: into the PG list)
     steps_per_epoch: int
 
 
 def build_plan(sft_lengths: list[int], pg_pool: list[list[int]], pg_lengths: dict[int, int] | list[int],
                batch_size: int, epochs: float, pg_fraction: float, seed: int, multiple: int = 1,
-               pg_every_epoch: list[int] = ()) -> Plan:
+               units: list[int] = ()) -> Plan:
     """Draw every micro-step of the run.
 
     sft_lengths: length of each SFT example (empty when the method has no SFT term).
     pg_pool: per record, its PG example indices by prompt section ([] when no PG); in epoch e record r
         gives section (r + e) mod k, so across epochs every record meets every section.
-    A `pg_fraction` share of the PG records is drawn anew each epoch and spread evenly over the epoch's steps,
-    together with the PG examples `pg_every_epoch` (indices), which every epoch trains on.
+    A `pg_fraction` share of the PG records is drawn anew each epoch and spread evenly over the epoch's steps.
+    units: PG examples (indices into the PG list) of the units the requests name (`--pg-units`); every epoch
+        spreads all of them evenly over its steps, as each step's "units" (a term of its own).
     The step count is rounded up to a `multiple` (micro-steps per optimizer step, in all processes) with
     steps of the next epoch, so the last optimizer step is whole.
     """
@@ -85,19 +87,22 @@ def build_plan(sft_lengths: list[int], pg_pool: list[list[int]], pg_lengths: dic
             chosen = rng.sample(pg_records, min(m, len(pg_records)))
             while len(chosen) < m:  # fewer PG records than steps: reuse some so every step has both terms
                 chosen.append(rng.choice(pg_records))
-            picks = [pg_pool[r][(r + e) % len(pg_pool[r])] for r in chosen] + list(pg_every_epoch)
+            picks = [pg_pool[r][(r + e) % len(pg_pool[r])] for r in chosen]
             if n_sft:
                 pg_groups = split_even(picks, pg_lengths, len(sft_batches), rng)
             else:
                 pg_groups = length_grouped(picks, pg_lengths, batch_size, rng)
                 sft_batches = [[] for _ in pg_groups]
-        steps += [{"sft": s, "pg": p} for s, p in zip(sft_batches, pg_groups)]
+        unit_groups = (split_even(list(units), pg_lengths, len(sft_batches), rng) if units
+                       else [[] for _ in sft_batches])
+        steps += [{"sft": s, "pg": p, "units": u} for s, p, u in zip(sft_batches, pg_groups, unit_groups)]
         e += 1
     return Plan(steps[:total], per_epoch)
 
 
 class StepDataset(Dataset):
-    """Item i = the examples of micro-step i, by kind ("sft", "pg", and "teacher" twins for a KL term), and the
+    """Item i = the examples of micro-step i, by kind ("sft", "pg", "units" (PG of a named unit), and "teacher"
+    twins for a KL term), and the
     teacher twins' stored top-K rows ("teacher_topk") when the KL term reads them."""
 
     def __init__(self, plan: Plan, sft: list[Example], pg: list[Example], teacher: list[Example] | None = None,
@@ -109,7 +114,8 @@ class StepDataset(Dataset):
 
     def __getitem__(self, i: int) -> dict[str, list[Example]]:
         step = self.plan.steps[i]
-        item = {"sft": [self.sft[j] for j in step["sft"]], "pg": [self.pg[j] for j in step["pg"]]}
+        item = {"sft": [self.sft[j] for j in step["sft"]], "pg": [self.pg[j] for j in step["pg"]],
+                "units": [self.pg[j] for j in step.get("units", ())]}
         if self.teacher is not None:
             item["teacher"] = [self.teacher[j] for j in step["sft"]]
         if self.teacher_topk is not None:

@@ -139,7 +139,7 @@ class TrainRecipe:
         # every optimizer step takes grad_accum micro-steps in each process; the plan is drawn to fill the last one
         per_step = cfg.grad_accum * procs.num_processes
         plan = build_plan([len(e) for e in built.sft], built.pg_pool, [len(e) for e in built.pg], cfg.batch_size,
-                          cfg.epochs, cfg.pg_fraction, cfg.seed, multiple=per_step, pg_every_epoch=built.pg_needed)
+                          cfg.epochs, cfg.pg_fraction, cfg.seed, multiple=per_step, units=built.pg_needed)
         opt_steps = len(plan.steps) // per_step
 
         torch.manual_seed(cfg.seed)

@@ -21,7 +21,7 @@ from ..kl import token_kl, topk_kl
 from . import losses
 from .parallel import summed
 
-TERMS = ("sft", "pg", "kl", "on_policy")  # every loss term compute_loss may log, in a fixed order
+TERMS = ("sft", "pg", "units", "kl", "on_policy")  # every loss term compute_loss may log, in a fixed order
 
 
 class NonFiniteLoss(RuntimeError):
@@ -190,6 +190,9 @@ class GenpiTrainer(Trainer):
         if self.method == "genpi":
             loss = losses.joint_loss(terms.get("pg"), terms.get("sft"), self.lam, terms.get("kl"),
                                      self.kl_weight if "kl" in terms else 0.0)
+            if "units_input_ids" in inputs:  # --pg-units: the named units, their own token mean, weighed as PG
+                terms["units"] = self._term(model, inputs, "units")[0]
+                loss = loss + (1.0 - self.lam) * terms["units"]
         elif self.method == "sft-kl":
             loss = losses.sft_kl_loss(terms["sft"], terms["kl"], self.kl_weight)
         else:
