@@ -8,8 +8,9 @@ Methods (--methods): genpi (the paper's joint loss), sft, sft-kl, prompt-mix, ge
 plus token-level KL to the prompted teacher), genpi+on-policy (plus the on-policy reverse KL),
 genpi+kl+on-policy, genpi+kl+grounded (genpi+kl with `--grounded-repeats 3`: records whose teacher reply
 uses a fact or rule of the prompt trained on three times per epoch), and genpi+kl+units (genpi+kl with
-`--pg-units`: a PG example per record whose request names a unit, writing out that unit). Every step writes into OUT and resumes: rerunning the same command skips what is
-done (synthesis, adapters and replies are all resume stores).
+`--pg-units`: a PG example per record whose request names a unit, writing out that unit). Every step
+writes into OUT and resumes: rerunning the same command skips what is done (synthesis, adapters and
+replies are all resume stores).
 
 Evaluation is first replies on the scenario's held-out inputs (`genpi eval --env simulated`: no sandbox
 episodes), greedy, with the checks, the expectations (facts) and the KL to the prompted model.

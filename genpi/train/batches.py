@@ -102,8 +102,8 @@ def build_plan(sft_lengths: list[int], pg_pool: list[list[int]], pg_lengths: dic
 
 class StepDataset(Dataset):
     """Item i = the examples of micro-step i, by kind ("sft", "pg", "units" (PG of a named unit), and "teacher"
-    twins for a KL term), and the
-    teacher twins' stored top-K rows ("teacher_topk") when the KL term reads them."""
+    twins for a KL term), and the teacher twins' stored top-K rows ("teacher_topk") when the KL term reads
+    them."""
 
     def __init__(self, plan: Plan, sft: list[Example], pg: list[Example], teacher: list[Example] | None = None,
                  teacher_topk: list[tuple] | None = None):

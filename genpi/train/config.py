@@ -56,9 +56,10 @@ class TrainConfig(StageConfig):
                                       "above how it is said; 1: as often as any other record", metavar="N")
     pg_units: bool = option(False, "add a PG example per record whose request names a unit of the prompt (a fact, "
                                    "a rule: by a word of that unit's that no other unit has), trained in every "
-                                   "epoch: from the request and both answers, write out that unit word for word (a loss "
-                                   "term of its own, logged as 'units', weighed as PG). It binds the request to the "
-                                   "part of the prompt it needs even where the teacher's reply missed it")
+                                   "epoch: from the request and both answers, write out that unit word for word "
+                                   "(a loss term of its own, logged as 'units', weighed as PG), to bind the request "
+                                   "to the part of the prompt it needs even where the teacher's reply missed it. "
+                                   "On the embedded model it kept no more facts (README)")
     epochs: float = option(6.0, "passes over the SFT examples (fractions allowed)", metavar="E")
     batch_size: int = option(4, "SFT examples per micro-batch, in each process (PG batches are sized so each PG "
                                 "example comes once per epoch)", metavar="N")
