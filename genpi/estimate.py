@@ -78,11 +78,21 @@ def plan(scenario, tok, config, methods, *, episodes: int = 0, rounds: int = 8) 
     return p
 
 
-def rate_key(stage: str, model_ref, backend: str = "local") -> str:
-    """Where a stage's pace is kept: the stage ("synth", "train genpi", ...), model, device and backend."""
+def rate_key(stage: str, model_ref, backend: str = "local", fingerprint: str | None = None) -> str:
+    """Where a stage's pace is kept: the stage ("synth", "train genpi", ...), model, device and backend.
+    fingerprint: the model's as another genpi recorded it (default: today's)."""
     from .models import default_device
 
-    return f"{stage}|{model_ref.fingerprint()}|{default_device()}|{backend}"
+    return f"{stage}|{fingerprint or model_ref.fingerprint()}|{default_device()}|{backend}"
+
+
+def older_keys(keys: dict[str, str], model_ref) -> dict[str, list[str]]:
+    """Per stage, the keys an older genpi kept the same pace under (its model fingerprint:
+    genpi.models.fingerprint_aliases), for `seconds` to read where today's key has no pace yet."""
+    from .models import fingerprint_aliases
+
+    return {stage: [key.replace(f"|{new}|", f"|{old}|", 1) for old, new in fingerprint_aliases(model_ref).items()]
+            for stage, key in keys.items()}
 
 
 def _path() -> Path:
@@ -110,11 +120,15 @@ def record(key: str, tokens: int, seconds: float) -> None:
     tmp.replace(path)
 
 
-def seconds(p: Plan, keys: dict[str, str]) -> dict[str, float | None]:
-    """Estimated seconds per stage at the measured paces (None where no pace is known)."""
+def seconds(p: Plan, keys: dict[str, str], older: dict[str, list[str]] | None = None) -> dict[str, float | None]:
+    """Estimated seconds per stage at the measured paces (None where no pace is known); a stage with no pace
+    under its key reads one under its `older` keys."""
     rates = read_rates()
-    return {stage: (p.tokens[stage] / rates[keys[stage]]["tokens_per_s"] if keys.get(stage) in rates else None)
-            for stage in p.tokens}
+    out: dict[str, float | None] = {}
+    for stage in p.tokens:
+        found = [k for k in [keys.get(stage), *(older or {}).get(stage, [])] if k in rates]
+        out[stage] = p.tokens[stage] / rates[found[0]]["tokens_per_s"] if found else None
+    return out
 
 
 def describe(p: Plan, secs: dict[str, float | None]) -> str:

@@ -99,7 +99,8 @@ def run_pipeline(scenario: Scenario, model_ref: ModelRef, out_dir: str | Path, c
     backend = f"{base_api.api_base} {base_api.api_model}" if base_api is not None else "local"
     keys = {stage: estimate.rate_key(stage, model_ref, backend if stage == "synth" else "local")
             for stage in the_plan.tokens}
-    print("genpi run: " + estimate.describe(the_plan, estimate.seconds(the_plan, keys)),
+    print("genpi run: " + estimate.describe(the_plan, estimate.seconds(the_plan, keys,
+                                                                      estimate.older_keys(keys, model_ref))),
           file=sys.stdout if dry_run else sys.stderr)
     if dry_run:
         return {"plan": the_plan}

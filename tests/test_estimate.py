@@ -66,6 +66,12 @@ def test_paces_round_trip_and_give_times(sc, tiny_tok, tiny_ref, tmp_path, monke
     text = estimate.describe(p, secs)
     assert "synth: " in text and "about 2 min here" in text and "2 stage(s) not yet measured" in text
     assert json.loads((tmp_path / "rates.json").read_text())[keys["synth"]]["seconds"] == 120.0
+    # a pace an older genpi kept under its fingerprint of the same model is read where today's key has none
+    old = {k: estimate.rate_key(k, tiny_ref, fingerprint=tiny_ref.legacy_fingerprint()) for k in p.tokens}
+    estimate.record(old["eval"], p.tokens["eval"], 60.0)
+    older = estimate.older_keys(keys, tiny_ref)
+    assert older == {k: [old[k]] for k in p.tokens}
+    assert estimate.seconds(p, keys)["eval"] is None and estimate.seconds(p, keys, older)["eval"] == pytest.approx(60.0)
 
 
 def test_dry_run_prints_the_plan_and_writes_nothing(cli, write, tmp_path, materialized_models):
