@@ -65,6 +65,9 @@ def _parse(argv):
     ap.add_argument("--avoid-demo-copies", action="store_true",
                     help="synthesize with `genpi synth --avoid-demo-copies` (teacher replies that repeat a "
                          "demonstration's wording are sampled again)")
+    ap.add_argument("--act-first", action="store_true",
+                    help="synthesize with `genpi synth --act-first` (an agent's first teacher reply that answers "
+                         "without acting is sampled again for one that runs a command)")
     ap.add_argument("--summary-only", action="store_true", help="only print the table of what OUT holds")
     args = ap.parse_args(argv)
     try:
@@ -80,7 +83,7 @@ def _parse(argv):
 
 def run_one(scenario_path: str, seed: int, methods: list[str], preset: str, model: str | None, out: Path,
             timings: dict, batch_size: int | None = None, synth_env: str | None = None,
-            aim_stems: bool = False, avoid_demo_copies: bool = False) -> Path:
+            synth_flags: dict | None = None) -> Path:
     """Synthesize, train every method and evaluate, for one scenario and seed; return the report folder."""
     from genpi.evaluate import EvalConfig, evaluate
     from genpi.models import resolve_model
@@ -95,8 +98,7 @@ def run_one(scenario_path: str, seed: int, methods: list[str], preset: str, mode
     t = timings.setdefault(f"{sc.name}/seed{seed}", {})
     t0 = time.time()
     synthesize(sc, ref, None, work / "data", SynthConfig.from_preset(preset, seed=seed, batch_size=batch_size,
-                                                                         env=synth_env, aim_stems=aim_stems,
-                                                                         avoid_demo_copies=avoid_demo_copies))
+                                                                         env=synth_env, **(synth_flags or {})))
     t["synth_s"] = round(time.time() - t0, 1)
     adapters = []
     for m in methods:
@@ -205,7 +207,8 @@ def main(argv=None) -> int:
                 print(f"compare_methods: {sp}, seed {seed}", file=sys.stderr)
                 try:
                     run_one(sp, seed, args.methods, args.preset, args.model, out, timings, args.batch_size,
-                            args.synth_env, args.aim_stems, args.avoid_demo_copies)
+                            args.synth_env, {k: True for k in ("aim_stems", "avoid_demo_copies", "act_first")
+                                             if getattr(args, k)})
                 except GenpiError as e:
                     sys.exit(f"compare_methods: {e}")
         timings["total_s"] = round(time.time() - start, 1)

@@ -469,3 +469,36 @@ def test_agent_replies_hold_one_valid_action_of_the_protocol(write, tiny_ref, tm
     assert "role-play agent turns that broke a check" in format_summary(
         synthesize(sc, tiny_ref, None, tmp_path / "D", cfg, base_backend=base, generator_backend=base,
                    progress=False))
+
+
+def test_act_first_samples_again_a_first_reply_that_answers_without_acting(write, tiny_ref, tmp_path):
+    """With act_first, a greedy first reply that answers at once is sampled again for one that runs a command;
+    without it the answer stays. Either way later turns are not touched."""
+    write("problems.json", "[]")
+    sc = load_scenario(write("agent.yaml", SCENARIO.replace("eval:\n", "eval:\n" + AGENT_EVAL)))
+    canned = Canned()
+
+    class Backend(FakeBackend):
+        def chat(self, conversations, *, max_new_tokens, temperature=0.0, top_p=1.0, seed=None):
+            out = []
+            for conv in conversations:
+                if not conv[0]["content"].startswith("You are a shell agent"):
+                    out.append(canned(conv))
+                elif len(conv) <= 2:  # greedy: an answer with no command; sampled: a command
+                    out.append("Think: I know.\nFinal: 7" if temperature == 0 else "Think: look.\n```sh\nls\n```")
+                else:
+                    out.append("Final: 42")
+            return out
+
+    base = Backend(name="base")
+    for act_first, first in ((False, "Think: I know.\nFinal: 7"), (True, "Think: look.\n```sh\nls\n```")):
+        out = tmp_path / f"D{act_first}"
+        cfg = SynthConfig.from_preset("smoke", sc, num_inputs=3, max_turns=2, batch_size=2, env="simulated",
+                                      act_first=act_first)
+        summary = synthesize(sc, tiny_ref, None, out, cfg, base_backend=base, generator_backend=base, progress=False)
+        recs = _records(out)
+        assert len(recs) == 3 and all(r["teacher_output"] == first for r in recs)
+        counts = json.loads((out / "meta.json").read_text())["counts"]
+        assert counts["teacher_answered_at_once"] == (3 if act_first else 0)
+        assert counts["teacher_act_resampled"] == (3 if act_first else 0)
+        assert ("answered without acting: 3" in format_summary(summary)) == act_first

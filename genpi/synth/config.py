@@ -44,6 +44,11 @@ class SynthConfig(StageConfig):
                                             "the first sample that does not; such replies are counted either way "
                                             "(coverage.teacher_demo_copies); on the embedded model the adapter kept "
                                             "no more facts with it (README)")
+    act_first: bool = option(False, "in an agent scenario, sample again (within --teacher-samples) a first teacher "
+                                    "reply that answers or finishes at once, without acting, and keep the first "
+                                    "sample whose action is a command: the prompted embedded model answers most "
+                                    "shell problems without running anything, so its records rarely show a command, "
+                                    "its output and then the answer; counted either way (teacher_answered_at_once)")
     coverage_k: int = option(2, "inputs each unit should get before calls aim at pairs of units", cli=False)
     aimed_per_call: int = option(2, "requests asked for in a call aimed at a unit (few, so that a round's aimed "
                                     "calls spread over many units)", cli=False)

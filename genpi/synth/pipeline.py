@@ -75,7 +75,8 @@ class _Run:
         self.counts = {"candidates": 0, "rounds": 0, "rejected_outputs": 0, "sampled_retries": 0,
                        "teacher_broke_checks": 0, "teacher_resampled": 0, "teacher_missed_unit": 0,
                        "teacher_unit_resampled": 0, "agent_broke_checks": 0, "agent_resampled": 0,
-                       "aimed_off_target": 0, "teacher_copied_demo": 0, "teacher_copy_resampled": 0}
+                       "aimed_off_target": 0, "teacher_copied_demo": 0, "teacher_copy_resampled": 0,
+                       "teacher_answered_at_once": 0, "teacher_act_resampled": 0}
         self.shortfall: str | None = None
         self.protocol, self.cut = agent_protocol(sc)
         self.base_api: ApiSpec | None = None
@@ -420,8 +421,10 @@ class _Run:
         them is sampled again too, and the first sample that passes and draws on one of those units replaces
         it (else it stays); with cfg.aim_stems it is sampled cfg.teacher_samples times and the sample sharing
         most of the units' words replaces it. With cfg.avoid_demo_copies a first reply that repeats a
-        demonstration's wording (DemoCopies) is sampled again too, for the first sample that does not. An
-        agent scenario's replies end at their first action, as in evaluation.
+        demonstration's wording (DemoCopies) is sampled again too, for the first sample that does not; with
+        cfg.act_first a first reply of an agent scenario that answers or finishes without acting, for the first
+        sample whose action is a command. An agent scenario's replies end at their first action, as in
+        evaluation.
         counts: "teacher" (first replies) or "agent" (role-play turns: held to the protocol only, as the
         scenario's checks are written for first replies), the meta.json counters to add to."""
         cfg = self.cfg
@@ -446,19 +449,27 @@ class _Run:
         def copies(r: str, i: int) -> bool:
             return avoid and self.demo_copies(r, convs[i][-1]["content"])
 
+        def acts(r: str) -> bool:  # with cfg.act_first: a first reply whose action is a command
+            return not act or self.protocol.parse(r).kind == "command"
+
         avoid = cfg.avoid_demo_copies and counts == "teacher"
+        act = cfg.act_first and counts == "teacher" and self.protocol is not None
         out = [cut(r) for r in self._nonempty(self.base(), convs)]
         fix_checks = {i for i, r in enumerate(out) if r and not passes(r)}
-        fix_copy = {i for i, r in enumerate(out) if r and i not in fix_checks and copies(r, i)}
-        fix_unit = {i for i, r in enumerate(out) if r and i not in fix_checks | fix_copy and not draws(r, i)}
+        fix_act = {i for i, r in enumerate(out) if r and i not in fix_checks and not acts(r)}
+        fix_copy = {i for i, r in enumerate(out) if r and i not in fix_checks | fix_act and copies(r, i)}
+        fix_unit = {i for i, r in enumerate(out)
+                    if r and i not in fix_checks | fix_act | fix_copy and not draws(r, i)}
         if avoid:
             self.counts["teacher_copied_demo"] += len(fix_copy)
+        if act:
+            self.counts["teacher_answered_at_once"] += len(fix_act)
         best: dict[int, tuple[int, str]] = {}  # aimed inputs: the best sample drawing on their units so far
         self.counts[f"{counts}_broke_checks"] += len(fix_checks)
         if counts == "teacher":
             self.counts["teacher_missed_unit"] += len(fix_unit)
         for attempt in range(cfg.teacher_samples):
-            todo = sorted(fix_checks | fix_copy | fix_unit)
+            todo = sorted(fix_checks | fix_act | fix_copy | fix_unit)
             if not todo:
                 break
             again = self.base().chat([convs[i] for i in todo], max_new_tokens=cfg.max_new_tokens, temperature=0.7,
@@ -471,6 +482,18 @@ class _Run:
                     out[i] = r
                     fix_checks.discard(i)
                     self.counts[f"{counts}_resampled"] += 1
+                    if not acts(r):
+                        fix_act.add(i)
+                    elif copies(r, i):
+                        fix_copy.add(i)
+                    elif aims[i] and not draws(r, i):
+                        fix_unit.add(i)
+                elif i in fix_act:
+                    if not acts(r):
+                        continue
+                    out[i] = r
+                    fix_act.discard(i)
+                    self.counts["teacher_act_resampled"] += 1
                     if copies(r, i):
                         fix_copy.add(i)
                     elif aims[i] and not draws(r, i):
@@ -638,6 +661,9 @@ def format_summary(s: dict) -> str:
         lines.append(f"  teacher replies repeating a demonstration's wording: {cov.get('teacher_demo_copies', 0)} kept"
                      + (f" (of {c['teacher_copied_demo']} greedy ones, {c['teacher_copy_resampled']} replaced by "
                         "a sample that does not)" if c.get("teacher_copied_demo") else ""))
+    if c.get("teacher_answered_at_once"):
+        lines.append(f"  greedy first replies that answered without acting: {c['teacher_answered_at_once']}, replaced "
+                     f"by a sample that runs a command: {c.get('teacher_act_resampled', 0)}")
     if s["teacher_checks"]:
         lines.append("  teacher outputs passing the scenario's checks: " + ", ".join(
             f"{k} {v}/{s['records']}" for k, v in s["teacher_checks"].items()))
