@@ -431,28 +431,29 @@ AGENT_EVAL = """\
 """
 
 
-def test_agent_replies_hold_one_valid_action_of_the_protocol(write, tiny_ref, tmp_path):
-    """In an agent scenario, a teacher or role-play reply with no valid action (here a block not tagged sh)
-    is sampled again like one that breaks a check, and every kept reply ends at its first action; the
-    scenario's checks hold the first reply only."""
+def _agent(write, first: tuple[str, str], later: tuple[str, str]):
+    """An agent scenario (AGENT_EVAL's protocol) and a fake base model whose agent replies are (greedy, sampled)
+    `first` for the first turn and `later` after it; every other role gets Canned()'s texts."""
     write("problems.json", "[]")
     sc = load_scenario(write("agent.yaml", SCENARIO.replace("eval:\n", "eval:\n" + AGENT_EVAL)))
     canned = Canned()
 
     class Backend(FakeBackend):
         def chat(self, conversations, *, max_new_tokens, temperature=0.0, top_p=1.0, seed=None):
-            out = []
-            for conv in conversations:
-                if not conv[0]["content"].startswith("You are a shell agent"):
-                    out.append(canned(conv))
-                elif len(conv) <= 2:  # the first reply: untagged block when greedy; a sample runs on
-                    out.append("Think: look.\n```\nls\n```" if temperature == 0 else
-                               "Think: look.\n```sh\nls\n```\nOutput:\n42\nFinal: 42")
-                else:  # a later turn: no action when greedy; a sample answers (no Think line: the checks
-                    out.append("It is 42." if temperature == 0 else "Final: 42\nBye.")  # are for first replies)
-            return out
+            return [canned(conv) if not conv[0]["content"].startswith("You are a shell agent") else
+                    (first if len(conv) <= 2 else later)[temperature != 0] for conv in conversations]
 
-    base = Backend(name="base")
+    return sc, Backend(name="base")
+
+
+def test_agent_replies_hold_one_valid_action_of_the_protocol(write, tiny_ref, tmp_path):
+    """In an agent scenario, a teacher or role-play reply with no valid action (here a block not tagged sh)
+    is sampled again like one that breaks a check, and every kept reply ends at its first action; the
+    scenario's checks hold the first reply only."""
+    # the first reply: an untagged block when greedy, a sample runs on; a later turn: no action when greedy, a
+    # sample answers (no Think line: the checks are for first replies)
+    sc, base = _agent(write, ("Think: look.\n```\nls\n```", "Think: look.\n```sh\nls\n```\nOutput:\n42\nFinal: 42"),
+                      ("It is 42.", "Final: 42\nBye."))
     cfg = SynthConfig.from_preset("smoke", sc, num_inputs=3, max_turns=2, batch_size=2, env="simulated")
     synthesize(sc, tiny_ref, None, tmp_path / "D", cfg, base_backend=base, generator_backend=base, progress=False)
     recs = _records(tmp_path / "D")
@@ -474,23 +475,8 @@ def test_agent_replies_hold_one_valid_action_of_the_protocol(write, tiny_ref, tm
 def test_act_first_samples_again_a_first_reply_that_answers_without_acting(write, tiny_ref, tmp_path):
     """With act_first, a greedy first reply that answers at once is sampled again for one that runs a command;
     without it the answer stays. Either way later turns are not touched."""
-    write("problems.json", "[]")
-    sc = load_scenario(write("agent.yaml", SCENARIO.replace("eval:\n", "eval:\n" + AGENT_EVAL)))
-    canned = Canned()
-
-    class Backend(FakeBackend):
-        def chat(self, conversations, *, max_new_tokens, temperature=0.0, top_p=1.0, seed=None):
-            out = []
-            for conv in conversations:
-                if not conv[0]["content"].startswith("You are a shell agent"):
-                    out.append(canned(conv))
-                elif len(conv) <= 2:  # greedy: an answer with no command; sampled: a command
-                    out.append("Think: I know.\nFinal: 7" if temperature == 0 else "Think: look.\n```sh\nls\n```")
-                else:
-                    out.append("Final: 42")
-            return out
-
-    base = Backend(name="base")
+    # greedy: an answer with no command; sampled: a command
+    sc, base = _agent(write, ("Think: I know.\nFinal: 7", "Think: look.\n```sh\nls\n```"), ("Final: 42", "Final: 42"))
     for act_first, first in ((False, "Think: I know.\nFinal: 7"), (True, "Think: look.\n```sh\nls\n```")):
         out = tmp_path / f"D{act_first}"
         cfg = SynthConfig.from_preset("smoke", sc, num_inputs=3, max_turns=2, batch_size=2, env="simulated",
