@@ -454,64 +454,54 @@ class _Run:
 
         avoid = cfg.avoid_demo_copies and counts == "teacher"
         act = cfg.act_first and counts == "teacher" and self.protocol is not None
+        order = ("checks", "act", "copy", "unit")  # what a reply is sampled again for, first things first
+
+        def fault(r: str, i: int) -> str | None:
+            """The first of `order` that reply r to input i fails, or None."""
+            if not passes(r):
+                return "checks"
+            if not acts(r):
+                return "act"
+            if copies(r, i):
+                return "copy"
+            return None if draws(r, i) else "unit"
+
         out = [cut(r) for r in self._nonempty(self.base(), convs)]
-        fix_checks = {i for i, r in enumerate(out) if r and not passes(r)}
-        fix_act = {i for i, r in enumerate(out) if r and i not in fix_checks and not acts(r)}
-        fix_copy = {i for i, r in enumerate(out) if r and i not in fix_checks | fix_act and copies(r, i)}
-        fix_unit = {i for i, r in enumerate(out)
-                    if r and i not in fix_checks | fix_act | fix_copy and not draws(r, i)}
+        fix: dict[str, set[int]] = {f: set() for f in order}
+        for i, r in enumerate(out):
+            if r and (f := fault(r, i)):
+                fix[f].add(i)
         if avoid:
-            self.counts["teacher_copied_demo"] += len(fix_copy)
+            self.counts["teacher_copied_demo"] += len(fix["copy"])
         if act:
-            self.counts["teacher_answered_at_once"] += len(fix_act)
+            self.counts["teacher_answered_at_once"] += len(fix["act"])
         best: dict[int, tuple[int, str]] = {}  # aimed inputs: the best sample drawing on their units so far
-        self.counts[f"{counts}_broke_checks"] += len(fix_checks)
+        self.counts[f"{counts}_broke_checks"] += len(fix["checks"])
         if counts == "teacher":
-            self.counts["teacher_missed_unit"] += len(fix_unit)
+            self.counts["teacher_missed_unit"] += len(fix["unit"])
+        replaced = {"checks": f"{counts}_resampled", "act": "teacher_act_resampled", "copy": "teacher_copy_resampled"}
         for attempt in range(cfg.teacher_samples):
-            todo = sorted(fix_checks | fix_act | fix_copy | fix_unit)
+            todo = sorted(set().union(*fix.values()))
             if not todo:
                 break
             again = self.base().chat([convs[i] for i in todo], max_new_tokens=cfg.max_new_tokens, temperature=0.7,
                                      top_p=0.9, seed=cfg.seed + 101 + attempt)
             for i, r in zip(todo, again):
                 r = cut(stages.parse_output(r))
-                if not r or not passes(r):
-                    continue
-                if i in fix_checks:
+                now = next(f for f in order if i in fix[f])
+                f = fault(r, i) if r else "checks"
+                if f is not None and order.index(f) <= order.index(now):
+                    continue  # no better than the reply it would replace
+                if now != "unit":  # the first sample that mends it replaces the reply, which may still need the next
                     out[i] = r
-                    fix_checks.discard(i)
-                    self.counts[f"{counts}_resampled"] += 1
-                    if not acts(r):
-                        fix_act.add(i)
-                    elif copies(r, i):
-                        fix_copy.add(i)
-                    elif aims[i] and not draws(r, i):
-                        fix_unit.add(i)
-                elif i in fix_act:
-                    if not acts(r):
-                        continue
-                    out[i] = r
-                    fix_act.discard(i)
-                    self.counts["teacher_act_resampled"] += 1
-                    if copies(r, i):
-                        fix_copy.add(i)
-                    elif aims[i] and not draws(r, i):
-                        fix_unit.add(i)
-                elif i in fix_copy:
-                    if copies(r, i):
-                        continue
-                    out[i] = r
-                    fix_copy.discard(i)
-                    self.counts["teacher_copy_resampled"] += 1
-                    if aims[i] and not draws(r, i):
-                        fix_unit.add(i)
-                elif copies(r, i):
-                    continue
-                elif draws(r, i) and overlap(r, i) > best.get(i, (0, ""))[0]:
+                    fix[now].discard(i)
+                    self.counts[replaced[now]] += 1
+                    if f is not None:
+                        fix[f].add(i)
+                elif overlap(r, i) > best.get(i, (0, ""))[0]:
                     best[i] = (overlap(r, i), r)
                     if not cfg.aim_stems:  # the first sample that draws on the unit
-                        fix_unit.discard(i)
+                        fix["unit"].discard(i)
         for i, (_, r) in best.items():
             out[i] = r
         self.counts["teacher_unit_resampled"] += len(best)
