@@ -99,6 +99,23 @@ def test_run_fresh_processes():
         assert r.timed_out and r.truncated and len(r.output) <= 1000
 
 
+
+def test_run_survives_the_clock_passing_the_deadline_mid_loop(monkeypatch):
+    """The deadline can pass between the loop's check and the wait that follows (a busy machine):
+    the command still ends as timed out, no negative wait. A clock that jumps 0.3 s a reading makes
+    it happen every time."""
+    import genpi.envs.sandbox as mod
+
+    with sandbox() as sb:
+        real, jumps = time.monotonic, iter(range(1, 10**6))
+        monkeypatch.setattr(mod.time, "monotonic", lambda: real() + 0.3 * next(jumps))
+        try:
+            r = sb.run(["yes"], timeout=0.5)
+        finally:
+            monkeypatch.setattr(mod.time, "monotonic", real)
+        assert r.timed_out and r.exit_code is None
+
+
 def snapshot() -> dict:
     files = ["/etc/passwd", "/etc/shadow", "/etc/group", "/usr/bin/env"]
     state = {f: (os.stat(f).st_mtime_ns, hashlib.sha256(Path(f).read_bytes()).hexdigest()) for f in files}

@@ -377,7 +377,7 @@ class Sandbox:
         exited = timed_out = False
         try:
             while not (timed_out := time.monotonic() >= deadline):
-                left = deadline - time.monotonic()
+                left = max(deadline - time.monotonic(), 0.0)  # the clock moves on after the check above
                 ready = select.select([fd] + [pidfd] * (not exited), [], [], min(left, 0.05) if exited else left)[0]
                 if fd in ready:
                     if not (chunk := os.read(fd, 1 << 16)):
