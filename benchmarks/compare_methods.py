@@ -144,10 +144,10 @@ def summarize(out: Path, scenarios: list[str], seeds: list[int], methods: list[s
                 r = rep["variants"].get(v)
                 if r is None:
                     continue
-                row = per.setdefault(v, {"seeds": [], "score": [], "expectations": [], "kl_to_teacher": [],
+                row = per.setdefault(v, {"seeds": [], "score": [], "expectations": [], "expectations_kept": [], "kl_to_teacher": [],
                                          "retention": [], "checks": {}})
                 row["seeds"].append(seed)
-                for k in ("score", "expectations", "kl_to_teacher", "retention"):
+                for k in ("score", "expectations", "expectations_kept", "kl_to_teacher", "retention"):
                     row[k].append(r.get(k))
                 for c, rate in r["checks"].items():
                     row["checks"].setdefault(c, []).append(rate)
@@ -156,14 +156,15 @@ def summarize(out: Path, scenarios: list[str], seeds: list[int], methods: list[s
 
 
 def table(summary: dict) -> str:
-    lines = ["| scenario | variant | seeds | score | score per seed | checks | expectations (facts) | KL to teacher |",
-             "|---|---|---:|---|---|---|---|---|"]
+    lines = ["| scenario | variant | seeds | score | score per seed | checks | expectations (facts) | facts kept | "
+             "KL to teacher |", "|---|---|---:|---|---|---|---|---|---|"]
     for name, per in summary.items():
         for i, (v, r) in enumerate(per.items()):
             checks = ", ".join(f"{c} {_cell(x)}" for c, x in r["checks"].items()) or "–"
             seeds = " / ".join("–" if s is None else f"{s:.2f}" for s in r["score"])
             lines.append(f"| {name if i == 0 else ''} | {v} | {len(r['seeds'])} | {_cell(r['score'])} | {seeds} | "
-                         f"{checks} | {_cell(r['expectations'])} | {_cell(r['kl_to_teacher'], 3)} |")
+                         f"{checks} | {_cell(r['expectations'])} | {_cell(r['expectations_kept'])} | "
+                         f"{_cell(r['kl_to_teacher'], 3)} |")
     return "\n".join(lines)
 
 

@@ -60,6 +60,7 @@ def test_compares_methods_over_seeds_and_resumes(tmp_path, capsys, tiny_ref):
     assert list(per) == ["with_prompt", "no_prompt", "genpi", "genpi+kl"]
     for v in per.values():
         assert v["seeds"] == [0, 1] and len(v["score"]) == 2 and set(v["checks"]) == {"greeting"}
+        assert len(v["expectations_kept"]) == 2  # None for with_prompt, the teacher itself
     for seed in (0, 1):  # the KL method is genpi with the KL term, trained on that seed's one synthesis
         meta = json.loads((out / "mini-desk" / f"seed{seed}" / "adapters" / "genpi+kl" / "genpi.json").read_text())
         assert meta["method"] == "genpi" and meta["hyperparameters"]["kl"] == 1.0 and meta["hyperparameters"]["seed"] == seed

@@ -187,6 +187,12 @@ def test_scores_retention_and_normalized_from_known_replies(tiny_ref, adapters, 
     assert v["genpi"]["check_retention"] == {"protocol": approx(2 / 3), "anything": 1.0}
     assert v["no_prompt"]["check_retention"] == {"protocol": 0.0, "anything": approx(2 / 3)}
     assert v["genpi"]["kl_to_teacher"] == approx(0.3)  # the mean over the inputs
+    # the teacher met input 2's expectation only: genpi ("list it") lost it, a2 and no_prompt kept it;
+    # genpi's own hit on input 3 (the teacher's "id" missed it) is not a fact kept
+    assert {n: v[n].get("expectations_kept") for n in v} == {"with_prompt": None, "no_prompt": 1.0, "genpi": 0.0,
+                                                             "a2": 1.0}
+    md = (tmp_path / "r" / "report.md").read_text()
+    assert "| expectations | facts kept |" in md and "| **genpi** | 0.72 | 0.67 | 1.00 | 0.50 | 0.00 |" in md
     assert "kl_to_teacher" not in v["with_prompt"] and "retention" not in v["with_prompt"]
 
 

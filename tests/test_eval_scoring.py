@@ -53,6 +53,17 @@ def test_summarize_without_expectations_or_checks():
         sc.summarize([PROTOCOL], [None], ["a", "b"])
 
 
+def test_facts_kept_counts_only_what_the_teacher_met():
+    exps = [Expectation(contains=["35"]), Expectation(contains=["16"]), Expectation(contains=["Quay"]), None]
+    teacher = ["35 euros", "16 years", "no idea", "hello"]
+    # kept the first, lost the second; the third it met on its own and that does not count
+    assert sc.expectations_kept(exps, ["it is 35", "age 18", "14 Quay Street", "x"], teacher) == 0.5
+    assert sc.expectations_kept(exps, ["35", "16", "", ""], teacher) == 1.0
+    assert sc.expectations_kept(exps, ["35", "16", "", ""], ["", "", "", ""]) is None  # the teacher met none
+    with pytest.raises(ValueError):
+        sc.expectations_kept(exps, ["a"], teacher)
+
+
 def test_retention_and_normalized():
     assert sc.retention(0.45, 0.9) == pytest.approx(0.5)
     assert sc.retention(1.0, 0.8) == pytest.approx(1.25)  # better than the prompt is allowed

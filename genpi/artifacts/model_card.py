@@ -60,7 +60,8 @@ def _figures(report: dict, variant: str) -> dict:
     v, ceiling = report["variants"][variant], report["variants"].get("with_prompt", {})
     out = {"scenario": report.get("scenario"), "n_inputs": report.get("n_inputs"), "variant": variant,
            "score": v.get("score"), "with_prompt_score": ceiling.get("score"), "retention": v.get("retention"),
-           "checks": v.get("checks"), "expectations": v.get("expectations"), "kl_to_teacher": v.get("kl_to_teacher"),
+           "checks": v.get("checks"), "expectations": v.get("expectations"),
+           "expectations_kept": v.get("expectations_kept"), "kl_to_teacher": v.get("kl_to_teacher"),
            "checks_with_prompt": ceiling.get("checks"), "expectations_with_prompt": ceiling.get("expectations"),
            "chrf": (v.get("agreement") or {}).get("chrf")}
     env = v.get("env")
@@ -115,6 +116,8 @@ def render(folder: Path, meta: dict, cfg: dict, state: dict) -> str:
             lines.append(f"| check `{k}` | {_f(v)} | {_f(ceiling.get(k))} |")
         if e.get("expectations") is not None:
             lines.append(f"| expectations (facts) | {_f(e['expectations'])} | {_f(e.get('expectations_with_prompt'))} |")
+        if e.get("expectations_kept") is not None:
+            lines.append(f"| of the facts the prompted model used, the share it uses too | {_f(e['expectations_kept'])} | 1.00 |")
         if e.get("kl_to_teacher") is not None:
             lines.append(f"| KL to the prompted model (nats/token) | {_f(e['kl_to_teacher'])} | – |")
         if e.get("chrf") is not None:

@@ -33,6 +33,7 @@ class VariantScore(BaseModel):
     score: float | None = None
     checks: dict[str, float | None] = Field(default_factory=dict)
     expectations: float | None = None
+    expectations_kept: float | None = None  # of the inputs whose fact with_prompt used, the share this variant uses too
     agreement: dict[str, float | None] | None = None
     kl_to_teacher: float | None = None
     retention: float | None = None

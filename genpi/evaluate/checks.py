@@ -5,6 +5,7 @@ Pure functions on strings and numbers, so every rule here has a unit test.
     score      = mean of the pass rates of every check and of the expectations (when any input has one)
     retention  = score / ceiling                    (the paper's measure; null when the ceiling is 0)
     normalized = (score - floor) / (ceiling - floor) (null when ceiling == floor)
+    kept       = of the inputs whose expectation the prompted model meets, the share a variant meets too
 """
 
 from __future__ import annotations
@@ -60,6 +61,17 @@ def summarize(checks: Sequence[Check], expectations: Sequence[Expectation | None
     parts = [r for r in per_check.values() if r is not None] + ([exp_rate] if exp_rate is not None else [])
     return {"score": sum(parts) / len(parts) if parts else None, "checks": per_check,
             "expectations": exp_rate, "n_expectations": len(judged)}
+
+
+def expectations_kept(expectations: Sequence[Expectation | None], outputs: Sequence[str],
+                       teacher_outputs: Sequence[str]) -> float | None:
+    """Of the inputs whose expectation the prompted model's reply meets, the share this variant's reply
+    meets too: the facts kept from the teacher, apart from facts the variant gets right on its own.
+    None when the teacher met none (nothing to keep)."""
+    if not len(expectations) == len(outputs) == len(teacher_outputs):
+        raise ValueError(f"{len(expectations)} expectations, {len(outputs)} outputs, {len(teacher_outputs)} teacher outputs")
+    return rate([expectation_passes(e, o) for e, o, t in zip(expectations, outputs, teacher_outputs)
+                 if e is not None and expectation_passes(e, t)])
 
 
 def retention(score: float | None, ceiling: float | None) -> float | None:

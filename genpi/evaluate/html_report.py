@@ -77,19 +77,20 @@ def html_report(report: dict, examples: list[dict], png: Path | None = None, ben
                          f"<td>{_f(e.get('valid_action_share'))}</td><td>{_f(e.get('mean_turns'), 1)}</td>"
                          f"<td>{_e(reasons)}</td></tr>")
         parts.append("</table>")
-    head = ["variant", "score"] + [f"check: {c}" for c in checks] + (["expectations"] if has_exp else []) + \
+    head = ["variant", "score"] + [f"check: {c}" for c in checks] + (["expectations", "facts kept"] if has_exp else []) + \
         ["exact", "chrF", "KL to teacher", "retention"]
     parts += ["<h2>First replies</h2><table><tr>" + "".join(f"<th>{_e(h)}</th>" for h in head) + "</tr>"]
     for n, v in variants.items():
         ag = v.get("agreement") or {}
         row = [_f(v.get("score"))] + [_f(v["checks"].get(c)) for c in checks]
-        row += [_f(v.get("expectations"))] if has_exp else []
+        row += [_f(v.get("expectations")), _f(v.get("expectations_kept"))] if has_exp else []
         row += [_f(ag.get("exact")), _f(ag.get("chrf")), _f(v.get("kl_to_teacher"), 3), _f(v.get("retention"))]
         parts.append(f"<tr class='{_row_class(n)}'><td>{_e(n)}</td>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>")
     parts.append("</table><p class='legend'>score: mean pass rate over the checks and expectations; exact and "
                  "chrF compare each reply with the prompted model's; KL: mean per-token KL(prompted model ‖ "
                  "variant) on the prompted model's reply, teacher-forced (nats); retention: score / with_prompt "
-                 "score.</p>")
+                 "score; facts kept: of the inputs whose expectation the prompted model's reply meets, the share "
+                 "this variant's reply meets too.</p>")
     if bench:
         parts += ["<h2>Inference cost</h2><p class='legend'>The same multi-turn conversations under each variant "
                   "(genpi bench); ratios to with_prompt.</p><table><tr><th>variant</th><th>prefilled tokens</th>"

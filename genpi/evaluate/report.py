@@ -41,18 +41,19 @@ def markdown(report: dict, examples: list[dict], n_examples: int = 3,
     lines += [f"Model: {report['model']} · {report['n_inputs']} held-out inputs · greedy, seed {s['seed']}, "
               f"at most {s['max_new_tokens']} new tokens per reply" + (f" · {s['turns']} agent turns" if s["turns"] > 1 else ""),
               ""]
-    head = ["variant", "score"] + check_names + (["expectations"] if has_exp else []) + \
+    head = ["variant", "score"] + check_names + (["expectations", "facts kept"] if has_exp else []) + \
         ["exact", "chrF", "KL to teacher", "retention", "normalized"]
     lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name, v in variants.items():
         ag = v.get("agreement") or {}
         row = [f"**{name}**", _fmt(v["score"])] + [_fmt(v["checks"][c]) for c in check_names]
-        row += [_fmt(v.get("expectations"))] if has_exp else []
+        row += [_fmt(v.get("expectations")), _fmt(v.get("expectations_kept"))] if has_exp else []
         row += [_fmt(ag.get("exact")), _fmt(ag.get("chrf")), _fmt(v.get("kl_to_teacher"), 3),
                 _fmt(v.get("retention")), _fmt(v.get("normalized"))]
         lines.append("| " + " | ".join(row) + " |")
     lines += ["", "score = mean pass rate over the checks and the expectations; retention = score / with_prompt "
-              "score; normalized = (score - no_prompt) / (with_prompt - no_prompt); exact and chrF compare each "
+              "score; normalized = (score - no_prompt) / (with_prompt - no_prompt); facts kept = of the inputs whose "
+              "expectation the with_prompt output meets, the share this variant's output meets too; exact and chrF compare each "
               "output with the with_prompt output; KL = mean per-token KL(prompted model || variant) on the "
               "with_prompt output, teacher-forced (nats)."]
     multi = {n: v["multi_turn"] for n, v in variants.items() if v.get("multi_turn")}
