@@ -488,3 +488,26 @@ def test_act_first_samples_again_a_first_reply_that_answers_without_acting(write
         assert counts["teacher_answered_at_once"] == (3 if act_first else 0)
         assert counts["teacher_act_resampled"] == (3 if act_first else 0)
         assert ("answered without acting: 3" in format_summary(summary)) == act_first
+
+
+def test_a_role_play_turn_repeating_the_last_one_is_sampled_again_or_ends_the_conversation(write, tiny_ref, tmp_path):
+    """An agent turn that says again, word for word, what the agent said last (an adapter trained on such
+    turns loops until the round limit) is sampled again for one that does not; if no sample does, the
+    conversation ends before it; with keep_repeats it stays, and the records' count says so."""
+    cmd = "Think: look.\n```sh\nls\n```"
+    cases = {"mended": ((cmd, "Final: 42"), False, [cmd, "Final: 42"], (3, 3, 0, 0)),
+             "dropped": ((cmd, cmd), False, [cmd], (3, 0, 3, 0)),
+             "kept": ((cmd, "Final: 42"), True, [cmd, cmd], (0, 0, 0, 3))}
+    for name, (later, keep, turns, (repeated, resampled, dropped, in_records)) in cases.items():
+        sc, base = _agent(write, (cmd, cmd), later)
+        out = tmp_path / name
+        cfg = SynthConfig.from_preset("smoke", sc, num_inputs=3, max_turns=2, batch_size=2, env="simulated",
+                                      keep_repeats=keep)
+        summary = synthesize(sc, tiny_ref, None, out, cfg, base_backend=base, generator_backend=base, progress=False)
+        recs = _records(out)
+        assert len(recs) == 3, name
+        assert all([m["content"] for m in r["conversation"] if m["role"] == "assistant"] == turns for r in recs), name
+        c = json.loads((out / "meta.json").read_text())["counts"]
+        got = (c["agent_repeated"], c["agent_repeat_resampled"], c["agent_repeat_dropped"], c["repeated_turns_kept"])
+        assert got == (repeated, resampled, dropped, in_records), name
+        assert f"such turns in the records: {in_records}" in format_summary(summary), name

@@ -35,6 +35,7 @@ from .config import SynthConfig
 from .coverage import DemoCopies, content_words, coverage, distinctive_words, drawn_on, on_target, split_units, topics
 from .filters import InputFilter
 from .interrupts import critical, graceful_interrupts
+from .text import repeated_turns, squash
 
 STAGES = ("inputs", "teacher", "student", "reason", "roleplay")
 
@@ -76,7 +77,8 @@ class _Run:
                        "teacher_broke_checks": 0, "teacher_resampled": 0, "teacher_missed_unit": 0,
                        "teacher_unit_resampled": 0, "agent_broke_checks": 0, "agent_resampled": 0,
                        "aimed_off_target": 0, "teacher_copied_demo": 0, "teacher_copy_resampled": 0,
-                       "teacher_answered_at_once": 0, "teacher_act_resampled": 0}
+                       "teacher_answered_at_once": 0, "teacher_act_resampled": 0, "agent_repeated": 0,
+                       "agent_repeat_resampled": 0, "agent_repeat_dropped": 0}
         self.shortfall: str | None = None
         self.protocol, self.cut = agent_protocol(sc)
         self.base_api: ApiSpec | None = None
@@ -423,7 +425,9 @@ class _Run:
         most of the units' words replaces it. With cfg.avoid_demo_copies a first reply that repeats a
         demonstration's wording (DemoCopies) is sampled again too, for the first sample that does not; with
         cfg.act_first a first reply of an agent scenario that answers or finishes without acting, for the first
-        sample whose action is a command. An agent scenario's replies end at their first action, as in
+        sample whose action is a command. A role-play turn that repeats the agent's previous reply word for
+        word is sampled again for one that does not (unless cfg.keep_repeats); if none does it becomes empty,
+        which ends the conversation before it. An agent scenario's replies end at their first action, as in
         evaluation.
         counts: "teacher" (first replies) or "agent" (role-play turns: held to the protocol only, as the
         scenario's checks are written for first replies), the meta.json counters to add to."""
@@ -452,14 +456,24 @@ class _Run:
         def acts(r: str) -> bool:  # with cfg.act_first: a first reply whose action is a command
             return not act or self.protocol.parse(r).kind == "command"
 
+        def repeats(r: str, i: int) -> bool:  # a role-play turn saying again what the agent said last
+            return previous[i] is not None and squash(r) == previous[i]
+
         avoid = cfg.avoid_demo_copies and counts == "teacher"
         act = cfg.act_first and counts == "teacher" and self.protocol is not None
-        order = ("checks", "act", "copy", "unit")  # what a reply is sampled again for, first things first
+        previous = [None] * len(convs)
+        if counts == "agent" and not cfg.keep_repeats:
+            for i, c in enumerate(convs):
+                said = [m["content"] for m in c if m["role"] == "assistant"]
+                previous[i] = squash(said[-1]) if said else None
+        order = ("checks", "repeat", "act", "copy", "unit")  # what a reply is sampled again for, first things first
 
         def fault(r: str, i: int) -> str | None:
             """The first of `order` that reply r to input i fails, or None."""
             if not passes(r):
                 return "checks"
+            if repeats(r, i):
+                return "repeat"
             if not acts(r):
                 return "act"
             if copies(r, i):
@@ -477,9 +491,12 @@ class _Run:
             self.counts["teacher_answered_at_once"] += len(fix["act"])
         best: dict[int, tuple[int, str]] = {}  # aimed inputs: the best sample drawing on their units so far
         self.counts[f"{counts}_broke_checks"] += len(fix["checks"])
+        if counts == "agent":
+            self.counts["agent_repeated"] += len(fix["repeat"])
         if counts == "teacher":
             self.counts["teacher_missed_unit"] += len(fix["unit"])
-        replaced = {"checks": f"{counts}_resampled", "act": "teacher_act_resampled", "copy": "teacher_copy_resampled"}
+        replaced = {"checks": f"{counts}_resampled", "repeat": "agent_repeat_resampled", "act": "teacher_act_resampled",
+                    "copy": "teacher_copy_resampled"}
         for attempt in range(cfg.teacher_samples):
             todo = sorted(set().union(*fix.values()))
             if not todo:
@@ -504,6 +521,9 @@ class _Run:
                         fix["unit"].discard(i)
         for i, (_, r) in best.items():
             out[i] = r
+        for i in fix["repeat"]:  # no sample said anything new: the conversation ends before this turn
+            out[i] = ""
+        self.counts["agent_repeat_dropped"] += len(fix["repeat"])
         self.counts["teacher_unit_resampled"] += len(best)
         return out
 
@@ -545,6 +565,8 @@ class _Run:
         old_counts = old.counts
         counts = {"records": len(self.records), "requested": self.cfg.num_inputs, "input_pool": len(self.pool),
                   "rejected_inputs": len(self.rejected), "heldout": len(self.heldout),
+                  "repeated_turns_kept": sum(repeated_turns([t.model_dump() for t in r.conversation])
+                                             for r in self.records.values()),
                   **{k: v + int(old_counts.get(k, 0)) for k, v in self.counts.items()}}
         checks = {c.name: sum(c.passes(r.teacher_output) for r in self.records.values())
                   for c in self.sc.eval.checks}
@@ -654,6 +676,10 @@ def format_summary(s: dict) -> str:
     if c.get("teacher_answered_at_once"):
         lines.append(f"  greedy first replies that answered without acting: {c['teacher_answered_at_once']}, replaced "
                      f"by a sample that runs a command: {c.get('teacher_act_resampled', 0)}")
+    if c.get("agent_repeated") or c.get("repeated_turns_kept"):
+        lines.append(f"  role-play agent turns repeating the agent's previous reply: {c['agent_repeated']}, replaced by "
+                     f"a sample that does not: {c.get('agent_repeat_resampled', 0)}, conversation ended before the "
+                     f"rest: {c.get('agent_repeat_dropped', 0)}; such turns in the records: {c.get('repeated_turns_kept', 0)}")
     if s["teacher_checks"]:
         lines.append("  teacher outputs passing the scenario's checks: " + ", ".join(
             f"{k} {v}/{s['records']}" for k, v in s["teacher_checks"].items()))
