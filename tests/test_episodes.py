@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from genpi.envs.base import END_ANSWERED, END_INVALID, END_ROUND_LIMIT, Judgement, Step, Unrunnable
-from genpi.envs.episodes import play_episodes
+from genpi.envs.episodes import play_episodes, repeated_turns
 from genpi.evaluate.tasks import add_retention, summarize_tasks, wilson
 
 
@@ -99,13 +99,17 @@ def test_environments_are_closed_when_the_agent_fails():
     assert CountingEnv.live == 0
 
 
-def _row(pid, success, end, turns, valid, unrunnable=False):
+def _row(pid, success, end, turns, valid, unrunnable=False, replies=("run ls", "answer 1")):
+    conv = [{"role": "user", "content": f"solve {pid}"}]
+    for r in replies:
+        conv += [{"role": "assistant", "content": r}, {"role": "user", "content": "ran ls"}]
     return {"problem": pid, "success": success, "end_reason": end, "turns": turns, "valid_turns": valid,
-            "unrunnable": unrunnable, "reason": "no network" if unrunnable else "", "setup_s": 0.1, "env_s": 0.5}
+            "unrunnable": unrunnable, "reason": "no network" if unrunnable else "", "setup_s": 0.1, "env_s": 0.5,
+            "conversation": conv[:-1]}
 
 
 def test_summary_counts_only_problems_that_ran():
-    rows = [_row("1", True, "answered", 3, 3), _row("2", False, "round_limit", 8, 7),
+    rows = [_row("1", True, "answered", 3, 3), _row("2", False, "round_limit", 8, 7, replies=["run x", "run  x"]),
             _row("3", False, "invalid_action", 1, 0), _row("4", None, None, 0, 0, unrunnable=True)]
     e = summarize_tasks(rows)
     assert e["success"] == 1 / 3 and e["solved"] == 1
@@ -113,6 +117,7 @@ def test_summary_counts_only_problems_that_ran():
     assert e["valid_action_share"] == 10 / 12 and e["mean_turns"] == 4
     assert e["invalid_action_rate"] == 1 / 3
     assert e["end_reasons"] == {"answered": 1, "round_limit": 1, "invalid_action": 1}
+    assert e["repeated"] == 1  # the round-limit episode said "run x" twice
     assert e["outcomes"] == {"1": True, "2": False, "3": False, "4": None}
     lo, hi = e["success_ci95"]
     assert lo < 1 / 3 < hi
@@ -129,3 +134,12 @@ def test_wilson_interval_and_retention():
     envs = {"with_prompt": {"success": 0.0}, "no_prompt": {"success": 0.0}, "genpi": {"success": 0.1}}
     add_retention(envs, "no_prompt", "with_prompt")
     assert envs["genpi"]["retention"] is None and envs["genpi"]["normalized"] is None
+
+
+def test_repeated_turns_count_agent_turns_equal_to_the_one_before_up_to_whitespace():
+    a, u = "assistant", "user"
+    conv = [{"role": a, "content": "ls  /tmp"}, {"role": u, "content": "x"}, {"role": a, "content": "ls /tmp\n"},
+            {"role": u, "content": "x"}, {"role": a, "content": "ls /var"}, {"role": u, "content": "ls /var"},
+            {"role": a, "content": "ls /tmp"}]
+    assert repeated_turns(conv) == 1  # the second turn; the user's words and a turn two back do not count
+    assert repeated_turns(conv[:1]) == 0 and repeated_turns([]) == 0

@@ -114,7 +114,7 @@ def test_eval_cli_reports_task_success_per_variant(cli, tmp_path, tiny_ref):
     for name, v in report["variants"].items():
         e = v["env"]
         for key in ("success", "invalid_action_rate", "valid_action_share", "mean_turns", "end_reasons",
-                    "n_problems", "n_unrunnable"):
+                    "repeated", "n_problems", "n_unrunnable"):
             assert key in e, (name, key)
         assert e["n_problems"] == 2
     assert "retention" in report["variants"]["no_prompt"]["env"]
@@ -122,7 +122,7 @@ def test_eval_cli_reports_task_success_per_variant(cli, tmp_path, tiny_ref):
     assert sorted({(r["variant"], r["problem"]) for r in episodes}) == sorted(
         (v, p) for v in ("with_prompt", "no_prompt") for p in ("problems/0", "problems/1"))
     md = (out / "report.md").read_text()
-    assert "## Task success" in md and "### Every problem" in md
+    assert "## Task success" in md and "### Every problem" in md and "| turns | repeating | end reasons |" in md
     # --env simulated: no sandbox, no episodes, no env objects
     sim = cli("eval", str(SHELL_SCENARIO), "--model", "tiny", "--preset", "smoke", "--env", "simulated",
               "--out", str(tmp_path / "S"))

@@ -6,7 +6,7 @@ import pytest
 
 from genpi.synth.filters import FilterConfig, InputFilter
 from genpi.envs import parse_environment_reply
-from genpi.synth.text import clean_reply, normalize, parse_list, repeated_turns, similarity, tidy_item
+from genpi.synth.text import clean_reply, normalize, parse_list, similarity, tidy_item
 
 SEEDS = ["Tell me the max number of threads in my computer.",
          "How many empty files are there in /home and all of its content?"]
@@ -153,12 +153,3 @@ def test_pick_examples_prefers_seeds_and_adds_one_kept_input():
     one_seed = pick_examples(["the seed"], kept, 3, rng)
     assert "the seed" in one_seed and len(one_seed) == 3
     assert pick_examples([], [], 3, rng) == []
-
-
-def test_repeated_turns_count_agent_turns_equal_to_the_one_before_up_to_whitespace():
-    a, u = "assistant", "user"
-    conv = [{"role": a, "content": "ls  /tmp"}, {"role": u, "content": "x"}, {"role": a, "content": "ls /tmp\n"},
-            {"role": u, "content": "x"}, {"role": a, "content": "ls /var"}, {"role": u, "content": "ls /var"},
-            {"role": a, "content": "ls /tmp"}]
-    assert repeated_turns(conv) == 1  # the second turn; the user's words and a turn two back do not count
-    assert repeated_turns(conv[:1]) == 0 and repeated_turns([]) == 0

@@ -14,6 +14,18 @@ from typing import Callable, Iterable
 
 from .base import END_ENVIRONMENT, END_ROUND_LIMIT, Environment, Unrunnable
 
+def squash(text: str) -> str:
+    """`text` with every run of whitespace made one space: replies that differ only there are the same."""
+    return " ".join(text.split())
+
+
+def repeated_turns(conversation: list[dict]) -> int:
+    """Agent turns of `conversation` that say again, word for word, what the agent said in its turn before
+    (with greedy decoding and the same observation, an agent that does so is stuck until the round limit)."""
+    said = [squash(m["content"]) for m in conversation if m["role"] == "assistant"]
+    return sum(a == b for a, b in zip(said, said[1:]))
+
+
 # agent(indices, conversations) -> one reply per conversation; each conversation ends with the
 # environment's turn and `indices` say which inputs they belong to
 Agent = Callable[[list[int], list[list[dict]]], list[str]]

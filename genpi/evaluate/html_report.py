@@ -68,13 +68,14 @@ def html_report(report: dict, examples: list[dict], png: Path | None = None, ben
     envs = {n: v["env"] for n, v in variants.items() if v.get("env")}
     if envs:
         parts += ["<h2>Task success</h2><table><tr><th>variant</th><th>solved</th><th>success</th><th>95% interval"
-                  "</th><th>valid actions</th><th>turns</th><th>end reasons</th></tr>"]
+                  "</th><th>valid actions</th><th>turns</th><th>repeating</th><th>end reasons</th></tr>"]
         for n, e in envs.items():
             ci = e.get("success_ci95") or [None, None]
             reasons = ", ".join(f"{k} {v}" for k, v in (e.get("end_reasons") or {}).items())
             parts.append(f"<tr class='{_row_class(n)}'><td>{_e(n)}</td><td>{e.get('solved')} / {e.get('n_problems')}"
                          f"</td><td>{_f(e.get('success'))}</td><td>{_f(ci[0])}–{_f(ci[1])}</td>"
                          f"<td>{_f(e.get('valid_action_share'))}</td><td>{_f(e.get('mean_turns'), 1)}</td>"
+                         f"<td>{'–' if e.get('repeated') is None else e['repeated']}</td>"
                          f"<td>{_e(reasons)}</td></tr>")
         parts.append("</table>")
     head = ["variant", "score"] + [f"check: {c}" for c in checks] + (["expectations", "facts kept"] if has_exp else []) + \

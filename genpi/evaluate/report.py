@@ -129,7 +129,7 @@ def task_sections(report: dict, episodes: dict[str, list[dict]], n_transcripts: 
              + (f" · sandbox start and setup {first['setup_s_per_episode']:.2f} s per episode"
                 if first.get("setup_s_per_episode") is not None else ""), "",
              "| variant | success | solved | 95% interval | retention | normalized | valid actions | "
-             "invalid-action ends | turns | end reasons |", "|" + "---|" * 10]
+             "invalid-action ends | turns | repeating | end reasons |", "|" + "---|" * 11]
     for name, v in variants.items():
         e = v["env"]
         ci = e.get("success_ci95")
@@ -137,10 +137,13 @@ def task_sections(report: dict, episodes: dict[str, list[dict]], n_transcripts: 
         lines.append(f"| **{name}** | {_fmt(e['success'])} | {e['solved']} / {e['n_problems'] - e['n_unrunnable']} | "
                      f"{'–' if ci is None else f'{ci[0]:.2f}–{ci[1]:.2f}'} | {_fmt(e.get('retention'))} | "
                      f"{_fmt(e.get('normalized'))} | {_fmt(e['valid_action_share'])} | "
-                     f"{_fmt(e['invalid_action_rate'])} | {_fmt(e['mean_turns'], 1)} | {ends} |")
+                     f"{_fmt(e['invalid_action_rate'])} | {_fmt(e['mean_turns'], 1)} | {_fmt(e.get('repeated'))} | "
+                     f"{ends} |")
     lines += ["", "success = problems solved / problems run; retention = success / with_prompt success; normalized = "
               "(success - no_prompt) / (with_prompt - no_prompt); valid actions = agent turns that parse as an action "
-              "of the protocol; invalid-action ends = episodes ended by a reply that was no action. The interval is "
+              "of the protocol; invalid-action ends = episodes ended by a reply that was no action; repeating = episodes in which the agent "
+              "said its previous reply again word for word (greedy, after the same output: stuck until the round limit). "
+              "The interval is "
               "the Wilson 95% interval: differences inside it are noise.", ""]
     names = list(variants)
     outcomes = {n: variants[n]["env"]["outcomes"] for n in names}

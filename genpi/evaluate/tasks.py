@@ -18,7 +18,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from ..artifacts import AdapterDir, ReportDir, text_sha256
-from ..envs.episodes import play_episodes
+from ..envs.episodes import play_episodes, repeated_turns
 from ..scenario import EvalEnvironment, Scenario
 from .checks import normalized, rate, retention
 from .config import EvalConfig
@@ -120,7 +120,8 @@ def wilson(successes: int, n: int, z: float = 1.96) -> list[float] | None:
 
 
 def summarize_tasks(rows: list[dict]) -> dict:
-    """A variant's `env` object: success and its spread, action validity, turns, end reasons."""
+    """A variant's `env` object: success and its spread, action validity, turns, end reasons, and how many
+    episodes hold an agent turn that repeats the one before word for word (`repeated`)."""
     ran = [r for r in rows if not r["unrunnable"]]
     turns = sum(r["turns"] for r in ran)
     solved = sum(bool(r["success"]) for r in ran)
@@ -129,6 +130,7 @@ def summarize_tasks(rows: list[dict]) -> dict:
             "valid_action_share": sum(r["valid_turns"] for r in ran) / turns if turns else None,
             "mean_turns": turns / len(ran) if ran else None,
             "end_reasons": dict(Counter(r["end_reason"] for r in ran).most_common()),
+            "repeated": sum(repeated_turns(r["conversation"]) > 0 for r in ran),
             "n_problems": len(rows), "n_unrunnable": len(rows) - len(ran),
             "unrunnable": {r["problem"]: r["reason"] for r in rows if r["unrunnable"]},
             "outcomes": {r["problem"]: (None if r["unrunnable"] else bool(r["success"])) for r in rows},

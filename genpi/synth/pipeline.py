@@ -22,6 +22,7 @@ from tqdm import tqdm
 from .. import __version__
 from ..artifacts import DataDir, Record, SynthMeta, input_id, text_sha256
 from ..envs import SimulatedEnvironment, run_episodes
+from ..envs.episodes import repeated_turns, squash
 from ..envs.protocols import Protocol, build_protocol, first_action
 from ..errors import GenpiError
 from ..generate.cache import CachedBackend
@@ -35,7 +36,6 @@ from .config import SynthConfig
 from .coverage import DemoCopies, content_words, coverage, distinctive_words, drawn_on, on_target, split_units, topics
 from .filters import InputFilter
 from .interrupts import critical, graceful_interrupts
-from .text import repeated_turns, squash
 
 STAGES = ("inputs", "teacher", "student", "reason", "roleplay")
 

@@ -12,8 +12,7 @@ from difflib import SequenceMatcher
 
 from ..generate.base import clean_reply
 
-__all__ = ["clean_reply", "parse_list", "tidy_item", "normalize", "tokens", "similarity", "sentences",
-           "squash", "repeated_turns"]
+__all__ = ["clean_reply", "parse_list", "tidy_item", "normalize", "tokens", "similarity", "sentences"]
 
 _ITEM = re.compile(r"^\s*(?:\(?\d{1,3}\s*[.):\]]|[-*\u2022\u2023\u25e6]|#{1,3}\s*\d{1,3}[.):]?)\s+(.*)$")
 _LABEL = re.compile(r"^\s*(?:\*\*)?(?:new\s+)?(?:problem|question|task|request|input|example|query|user)"
@@ -93,14 +92,3 @@ def similarity(a: str, b: str) -> float:
 
 def sentences(text: str) -> list[str]:
     return [s.strip() for s in re.split(r"(?<=[.!?])\s+", text.strip()) if s.strip()]
-
-
-def squash(text: str) -> str:
-    """`text` with every run of whitespace made one space: replies that differ only there are the same."""
-    return " ".join(text.split())
-
-
-def repeated_turns(conversation: list[dict]) -> int:
-    """Agent turns of `conversation` that say again, word for word, what the agent said in its turn before."""
-    said = [squash(m["content"]) for m in conversation if m["role"] == "assistant"]
-    return sum(a == b for a, b in zip(said, said[1:]))
