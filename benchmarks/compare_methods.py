@@ -68,9 +68,9 @@ def _parse(argv):
     ap.add_argument("--act-first", action="store_true",
                     help="synthesize with `genpi synth --act-first` (an agent's first teacher reply that answers "
                          "without acting is sampled again for one that runs a command)")
-    ap.add_argument("--keep-repeats", action="store_true",
-                    help="synthesize with `genpi synth --keep-repeats` (role-play agent turns that repeat the agent's "
-                         "previous reply are kept, as before this was a fault)")
+    ap.add_argument("--avoid-repeats", action="store_true",
+                    help="synthesize with `genpi synth --avoid-repeats` (a role-play agent turn that repeats the "
+                         "agent's previous reply is sampled again, else the conversation ends before it)")
     ap.add_argument("--summary-only", action="store_true", help="only print the table of what OUT holds")
     args = ap.parse_args(argv)
     try:
@@ -211,7 +211,7 @@ def main(argv=None) -> int:
                 print(f"compare_methods: {sp}, seed {seed}", file=sys.stderr)
                 try:
                     run_one(sp, seed, args.methods, args.preset, args.model, out, timings, args.batch_size,
-                            args.synth_env, {k: True for k in ("aim_stems", "avoid_demo_copies", "act_first", "keep_repeats")
+                            args.synth_env, {k: True for k in ("aim_stems", "avoid_demo_copies", "act_first", "avoid_repeats")
                                              if getattr(args, k)})
                 except GenpiError as e:
                     sys.exit(f"compare_methods: {e}")

@@ -491,18 +491,18 @@ def test_act_first_samples_again_a_first_reply_that_answers_without_acting(write
 
 
 def test_a_role_play_turn_repeating_the_last_one_is_sampled_again_or_ends_the_conversation(write, tiny_ref, tmp_path):
-    """An agent turn that says again, word for word, what the agent said last (an adapter trained on such
-    turns loops until the round limit) is sampled again for one that does not; if no sample does, the
-    conversation ends before it; with keep_repeats it stays, and the records' count says so."""
+    """With avoid_repeats, an agent turn that says again, word for word, what the agent said last is sampled
+    again for one that does not; if no sample does, the conversation ends before it; without it the turn
+    stays, and the records' count says so."""
     cmd = "Think: look.\n```sh\nls\n```"
-    cases = {"mended": ((cmd, "Final: 42"), False, [cmd, "Final: 42"], (3, 3, 0, 0)),
-             "dropped": ((cmd, cmd), False, [cmd], (3, 0, 3, 0)),
-             "kept": ((cmd, "Final: 42"), True, [cmd, cmd], (0, 0, 0, 3))}
-    for name, (later, keep, turns, (repeated, resampled, dropped, in_records)) in cases.items():
+    cases = {"mended": ((cmd, "Final: 42"), True, [cmd, "Final: 42"], (3, 3, 0, 0)),
+             "dropped": ((cmd, cmd), True, [cmd], (3, 0, 3, 0)),
+             "kept": ((cmd, "Final: 42"), False, [cmd, cmd], (0, 0, 0, 3))}
+    for name, (later, avoid, turns, (repeated, resampled, dropped, in_records)) in cases.items():
         sc, base = _agent(write, (cmd, cmd), later)
         out = tmp_path / name
         cfg = SynthConfig.from_preset("smoke", sc, num_inputs=3, max_turns=2, batch_size=2, env="simulated",
-                                      keep_repeats=keep)
+                                      avoid_repeats=avoid)
         summary = synthesize(sc, tiny_ref, None, out, cfg, base_backend=base, generator_backend=base, progress=False)
         recs = _records(out)
         assert len(recs) == 3, name
@@ -510,4 +510,4 @@ def test_a_role_play_turn_repeating_the_last_one_is_sampled_again_or_ends_the_co
         c = json.loads((out / "meta.json").read_text())["counts"]
         got = (c["agent_repeated"], c["agent_repeat_resampled"], c["agent_repeat_dropped"], c["repeated_turns_kept"])
         assert got == (repeated, resampled, dropped, in_records), name
-        assert f"such turns in the records: {in_records}" in format_summary(summary), name
+        assert f"previous reply, in the records: {in_records}" in format_summary(summary), name

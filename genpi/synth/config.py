@@ -49,10 +49,11 @@ class SynthConfig(StageConfig):
                                     "sample whose action is a command: the prompted embedded model answers most "
                                     "shell problems without running anything, so its records rarely show a command, "
                                     "its output and then the answer; counted either way (teacher_answered_at_once)")
-    keep_repeats: bool = option(False, "keep a role-play agent turn that repeats the agent's previous reply word for "
-                                       "word; by default it is sampled again (within --teacher-samples) for one that "
-                                       "does not, and the conversation ends before it if none does: an adapter "
-                                       "trained on such turns repeats its action until the round limit")
+    avoid_repeats: bool = option(False, "sample again (within --teacher-samples) a role-play agent turn that repeats "
+                                        "the agent's previous reply word for word, for one that does not, and end the "
+                                        "conversation before it if none does; the records' repeated turns are counted "
+                                        "either way (repeated_turns_kept); on the shell agent it cut the adapter's "
+                                        "looping episodes on two seeds and raised them on three others (README)")
     coverage_k: int = option(2, "inputs each unit should get before calls aim at pairs of units", cli=False)
     aimed_per_call: int = option(2, "requests asked for in a call aimed at a unit (few, so that a round's aimed "
                                     "calls spread over many units)", cli=False)

@@ -426,7 +426,7 @@ class _Run:
         demonstration's wording (DemoCopies) is sampled again too, for the first sample that does not; with
         cfg.act_first a first reply of an agent scenario that answers or finishes without acting, for the first
         sample whose action is a command. A role-play turn that repeats the agent's previous reply word for
-        word is sampled again for one that does not (unless cfg.keep_repeats); if none does it becomes empty,
+        word is sampled again, with cfg.avoid_repeats, for one that does not; if none does it becomes empty,
         which ends the conversation before it. An agent scenario's replies end at their first action, as in
         evaluation.
         counts: "teacher" (first replies) or "agent" (role-play turns: held to the protocol only, as the
@@ -462,7 +462,7 @@ class _Run:
         avoid = cfg.avoid_demo_copies and counts == "teacher"
         act = cfg.act_first and counts == "teacher" and self.protocol is not None
         previous = [None] * len(convs)
-        if counts == "agent" and not cfg.keep_repeats:
+        if counts == "agent" and cfg.avoid_repeats:
             for i, c in enumerate(convs):
                 said = [m["content"] for m in c if m["role"] == "assistant"]
                 previous[i] = squash(said[-1]) if said else None
@@ -677,9 +677,11 @@ def format_summary(s: dict) -> str:
         lines.append(f"  greedy first replies that answered without acting: {c['teacher_answered_at_once']}, replaced "
                      f"by a sample that runs a command: {c.get('teacher_act_resampled', 0)}")
     if c.get("agent_repeated") or c.get("repeated_turns_kept"):
-        lines.append(f"  role-play agent turns repeating the agent's previous reply: {c['agent_repeated']}, replaced by "
-                     f"a sample that does not: {c.get('agent_repeat_resampled', 0)}, conversation ended before the "
-                     f"rest: {c.get('agent_repeat_dropped', 0)}; such turns in the records: {c.get('repeated_turns_kept', 0)}")
+        line = f"  role-play agent turns repeating the agent's previous reply, in the records: {c.get('repeated_turns_kept', 0)}"
+        if c.get("agent_repeated"):
+            line += (f" (of {c['agent_repeated']} greedy ones, {c.get('agent_repeat_resampled', 0)} replaced by a sample "
+                     f"that does not, {c.get('agent_repeat_dropped', 0)} ending the conversation)")
+        lines.append(line)
     if s["teacher_checks"]:
         lines.append("  teacher outputs passing the scenario's checks: " + ", ".join(
             f"{k} {v}/{s['records']}" for k, v in s["teacher_checks"].items()))
