@@ -45,6 +45,7 @@ METHODS: dict[str, dict] = {
     "genpi+kl+units": {"method": "genpi", "kl": 1.0, "pg_units": True},
 }
 BASELINES = ("with_prompt", "no_prompt")
+SYNTH_FLAGS = ("aim_stems", "avoid_demo_copies", "act_first", "avoid_repeats")  # `genpi synth` options passed on
 
 
 def _parse(argv):
@@ -147,8 +148,8 @@ def summarize(out: Path, scenarios: list[str], seeds: list[int], methods: list[s
                 r = rep["variants"].get(v)
                 if r is None:
                     continue
-                row = per.setdefault(v, {"seeds": [], "score": [], "expectations": [], "expectations_kept": [], "kl_to_teacher": [],
-                                         "retention": [], "checks": {}})
+                row = per.setdefault(v, {"seeds": [], "score": [], "expectations": [], "expectations_kept": [],
+                                         "kl_to_teacher": [], "retention": [], "checks": {}})
                 row["seeds"].append(seed)
                 for k in ("score", "expectations", "expectations_kept", "kl_to_teacher", "retention"):
                     row[k].append(r.get(k))
@@ -210,9 +211,9 @@ def main(argv=None) -> int:
             for seed in args.seeds:
                 print(f"compare_methods: {sp}, seed {seed}", file=sys.stderr)
                 try:
+                    flags = {k: True for k in SYNTH_FLAGS if getattr(args, k)}
                     run_one(sp, seed, args.methods, args.preset, args.model, out, timings, args.batch_size,
-                            args.synth_env, {k: True for k in ("aim_stems", "avoid_demo_copies", "act_first", "avoid_repeats")
-                                             if getattr(args, k)})
+                            args.synth_env, flags)
                 except GenpiError as e:
                     sys.exit(f"compare_methods: {e}")
         timings["total_s"] = round(time.time() - start, 1)

@@ -117,7 +117,8 @@ def render(folder: Path, meta: dict, cfg: dict, state: dict) -> str:
         if e.get("expectations") is not None:
             lines.append(f"| expectations (facts) | {_f(e['expectations'])} | {_f(e.get('expectations_with_prompt'))} |")
         if e.get("expectations_kept") is not None:
-            lines.append(f"| of the facts the prompted model used, the share it uses too | {_f(e['expectations_kept'])} | 1.00 |")
+            lines.append(f"| of the facts the prompted model used, the share it uses too | "
+                         f"{_f(e['expectations_kept'])} | 1.00 |")
         if e.get("kl_to_teacher") is not None:
             lines.append(f"| KL to the prompted model (nats/token) | {_f(e['kl_to_teacher'])} | – |")
         if e.get("chrf") is not None:

@@ -14,6 +14,7 @@ from typing import Callable, Iterable
 
 from .base import END_ENVIRONMENT, END_ROUND_LIMIT, Environment, Unrunnable
 
+
 def squash(text: str) -> str:
     """`text` with every run of whitespace made one space: replies that differ only there are the same."""
     return " ".join(text.split())

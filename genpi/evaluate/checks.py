@@ -69,7 +69,8 @@ def expectations_kept(expectations: Sequence[Expectation | None], outputs: Seque
     meets too: the facts kept from the teacher, apart from facts the variant gets right on its own.
     None when the teacher met none (nothing to keep)."""
     if not len(expectations) == len(outputs) == len(teacher_outputs):
-        raise ValueError(f"{len(expectations)} expectations, {len(outputs)} outputs, {len(teacher_outputs)} teacher outputs")
+        raise ValueError(f"{len(expectations)} expectations, {len(outputs)} outputs, "
+                         f"{len(teacher_outputs)} teacher outputs")
     return rate([expectation_passes(e, o) for e, o, t in zip(expectations, outputs, teacher_outputs)
                  if e is not None and expectation_passes(e, t)])
 

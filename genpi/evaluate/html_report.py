@@ -78,8 +78,8 @@ def html_report(report: dict, examples: list[dict], png: Path | None = None, ben
                          f"<td>{'–' if e.get('repeated') is None else e['repeated']}</td>"
                          f"<td>{_e(reasons)}</td></tr>")
         parts.append("</table>")
-    head = ["variant", "score"] + [f"check: {c}" for c in checks] + (["expectations", "facts kept"] if has_exp else []) + \
-        ["exact", "chrF", "KL to teacher", "retention"]
+    head = ["variant", "score"] + [f"check: {c}" for c in checks] + \
+        (["expectations", "facts kept"] if has_exp else []) + ["exact", "chrF", "KL to teacher", "retention"]
     parts += ["<h2>First replies</h2><table><tr>" + "".join(f"<th>{_e(h)}</th>" for h in head) + "</tr>"]
     for n, v in variants.items():
         ag = v.get("agreement") or {}

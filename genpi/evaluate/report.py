@@ -53,8 +53,8 @@ def markdown(report: dict, examples: list[dict], n_examples: int = 3,
         lines.append("| " + " | ".join(row) + " |")
     lines += ["", "score = mean pass rate over the checks and the expectations; retention = score / with_prompt "
               "score; normalized = (score - no_prompt) / (with_prompt - no_prompt); facts kept = of the inputs whose "
-              "expectation the with_prompt output meets, the share this variant's output meets too; exact and chrF compare each "
-              "output with the with_prompt output; KL = mean per-token KL(prompted model || variant) on the "
+              "expectation the with_prompt output meets, the share this variant's output meets too; exact and chrF "
+              "compare each output with the with_prompt output; KL = mean per-token KL(prompted model || variant) on the "
               "with_prompt output, teacher-forced (nats)."]
     multi = {n: v["multi_turn"] for n, v in variants.items() if v.get("multi_turn")}
     if multi:
@@ -141,10 +141,9 @@ def task_sections(report: dict, episodes: dict[str, list[dict]], n_transcripts: 
                      f"{ends} |")
     lines += ["", "success = problems solved / problems run; retention = success / with_prompt success; normalized = "
               "(success - no_prompt) / (with_prompt - no_prompt); valid actions = agent turns that parse as an action "
-              "of the protocol; invalid-action ends = episodes ended by a reply that was no action; repeating = episodes in which the agent "
-              "said its previous reply again word for word (greedy, after the same output: stuck until the round limit). "
-              "The interval is "
-              "the Wilson 95% interval: differences inside it are noise.", ""]
+              "of the protocol; invalid-action ends = episodes ended by a reply that was no action; repeating = episodes "
+              "in which the agent said its previous reply again word for word (greedy, after the same output: stuck "
+              "until the round limit). The interval is the Wilson 95% interval: differences inside it are noise.", ""]
     names = list(variants)
     outcomes = {n: variants[n]["env"]["outcomes"] for n in names}
     mark = {True: "✓", False: "✗", None: "–"}

@@ -677,10 +677,11 @@ def format_summary(s: dict) -> str:
         lines.append(f"  greedy first replies that answered without acting: {c['teacher_answered_at_once']}, replaced "
                      f"by a sample that runs a command: {c.get('teacher_act_resampled', 0)}")
     if c.get("agent_repeated") or c.get("repeated_turns_kept"):
-        line = f"  role-play agent turns repeating the agent's previous reply, in the records: {c.get('repeated_turns_kept', 0)}"
+        line = ("  role-play agent turns repeating the agent's previous reply, in the records: "
+                f"{c.get('repeated_turns_kept', 0)}")
         if c.get("agent_repeated"):
-            line += (f" (of {c['agent_repeated']} greedy ones, {c.get('agent_repeat_resampled', 0)} replaced by a sample "
-                     f"that does not, {c.get('agent_repeat_dropped', 0)} ending the conversation)")
+            line += (f" (of {c['agent_repeated']} greedy ones, {c.get('agent_repeat_resampled', 0)} replaced by a "
+                     f"sample that does not, {c.get('agent_repeat_dropped', 0)} ending the conversation)")
         lines.append(line)
     if s["teacher_checks"]:
         lines.append("  teacher outputs passing the scenario's checks: " + ", ".join(
