@@ -39,13 +39,14 @@ def overlap_warnings(sc: Scenario, adapter_dirs: list[Path]) -> list[str]:
 
 def _variant_summary(sc: Scenario, rows: list[dict], teacher_rows: list[dict] | None, turns: int) -> dict:
     outputs = [r["output"] for r in rows]
-    s = scoring.summarize(sc.eval.checks, [e.expect for e in sc.eval.inputs], outputs)
+    expects = [e.expect for e in sc.eval.inputs]
+    s = scoring.summarize(sc.eval.checks, expects, outputs)
     v: dict = {"score": s["score"], "checks": s["checks"], "expectations": s["expectations"]}
     if teacher_rows is not None:
         teacher = [r["output"] for r in teacher_rows]
         v["agreement"] = agreement(outputs, teacher)
         if s["expectations"] is not None:
-            v["expectations_kept"] = scoring.expectations_kept([e.expect for e in sc.eval.inputs], outputs, teacher)
+            v["expectations_kept"] = scoring.expectations_kept(expects, outputs, teacher)
         kls = [r["kl_to_teacher"] for r in rows if r.get("kl_to_teacher") is not None]
         v["kl_to_teacher"] = sum(kls) / len(kls) if kls else None
     if turns > 1:
