@@ -43,9 +43,11 @@ METHODS: dict[str, dict] = {
     "genpi+kl+on-policy": {"method": "genpi", "kl": 1.0, "on_policy": 1.0},
     "genpi+kl+grounded": {"method": "genpi", "kl": 1.0, "grounded_repeats": 3},
     "genpi+kl+units": {"method": "genpi", "kl": 1.0, "pg_units": True},
+    "genpi+12-epochs": {"method": "genpi", "kl": 0.0, "epochs": 12},
+    "genpi+kl+12-epochs": {"method": "genpi", "kl": 1.0, "epochs": 12},
 }
 BASELINES = ("with_prompt", "no_prompt")
-SYNTH_FLAGS = ("aim_stems", "avoid_demo_copies", "act_first", "avoid_repeats")  # `genpi synth` options passed on
+SYNTH_FLAGS = ("aim_stems", "avoid_demo_copies", "act_first", "avoid_repeats", "cite_units")  # `genpi synth` options passed on
 
 
 def _parse(argv):
@@ -72,6 +74,9 @@ def _parse(argv):
     ap.add_argument("--avoid-repeats", action="store_true",
                     help="synthesize with `genpi synth --avoid-repeats` (a role-play agent turn that repeats the "
                          "agent's previous reply is sampled again, else the conversation ends before it)")
+    ap.add_argument("--cite-units", action="store_true",
+                    help="synthesize with `genpi synth --cite-units` (a first reply that leaves out the unit its "
+                         "request asks about is given that unit's text, kept out of the KL term)")
     ap.add_argument("--summary-only", action="store_true", help="only print the table of what OUT holds")
     args = ap.parse_args(argv)
     try:

@@ -266,8 +266,9 @@ def test_seed_overlap_warns_but_runs(evaluated, capsys):
 
 def test_variant_names_are_unique(tmp_path, adapters):
     (tmp_path / "genpi").mkdir()
-    names = [v.name for v in plan_variants([adapters[0], adapters[0], tmp_path / "genpi"])]
-    assert names == ["with_prompt", "no_prompt", "genpi", "genpi-2", "genpi-3"]
+    names = [v.name for v in plan_variants([adapters[0], adapters[0], tmp_path / "genpi", adapters[0]])]
+    folder = Path(adapters[0]).resolve().name  # a taken method name gives way to the folder's name, then a number
+    assert names == ["with_prompt", "no_prompt", "genpi", folder, "genpi-2", "genpi-3"]
 
 
 def test_multi_turn_reports_per_turn_rates(tiny_ref, tmp_path):

@@ -307,3 +307,66 @@ def test_teacher_replies_that_copy_a_demonstration_are_counted_and_sampled_again
     from genpi.synth import format_summary
 
     assert f"repeating a demonstration's wording: {0 if avoid else 4} kept" in format_summary(summary)
+
+
+def test_asked_unit_is_the_aimed_unit_the_request_names_else_the_one_it_names():
+    from genpi.synth.coverage import asked_unit
+
+    units = split_units(SHOP)  # u1 the shop, u2 single, u3 double, u4 life jackets, u5 hours, ...
+    assert asked_unit("Do you have a double kayak for two adults?", units, ("u3",)).id == "u3"
+    # aimed at the double kayak but about the life jackets: the unit it names
+    assert asked_unit("Are life jackets extra?", units, ("u3",)).id == "u4"
+    assert asked_unit("Can I bring my dog?", units, ("u3",)) is None  # names nothing, misses its aim
+    demo = split_units([{"role": "system", "content": SHOP}, {"role": "user", "content": "Double kayak price?"},
+                        {"role": "assistant", "content": "Ahoy! 30 euros."}])
+    assert demo[-1].kind == "example" and asked_unit("Double kayak price?", demo, (demo[-1].id,)).id == "u3"
+
+
+def test_citing_puts_the_unit_after_the_first_sentence_then_at_the_start_then_the_end():
+    from genpi.synth.coverage import citing
+
+    fact = "Double kayak: 45 euros\n a day."
+    assert citing("Ahoy! We have boats. Come by.", fact) == [
+        "Ahoy! Double kayak: 45 euros a day. We have boats. Come by.",
+        "Double kayak: 45 euros a day. Ahoy! We have boats. Come by.",
+        "Ahoy! We have boats. Come by. Double kayak: 45 euros a day."]
+    assert citing("Ahoy!", fact) == ["Double kayak: 45 euros a day. Ahoy!", "Ahoy! Double kayak: 45 euros a day."]
+
+
+CITED = HOURS.replace("max_turns: 1\n", "max_turns: 1\neval:\n  checks:\n    - {name: greeting, regex: '^Ahoy!'}\n")
+
+
+class Forgetful(Sampled):
+    """The teacher greets and never states a fact; the requests ask about the opening hours, then parking."""
+
+    REPLIES = ["Ahoy! Come and see us."]
+
+
+@pytest.mark.parametrize("cite", [True, False])
+def test_cite_units_puts_the_asked_units_text_into_a_reply_that_leaves_it_out(write, tiny_ref, tmp_path, cite):
+    hours = "Opening hours: every day from 9 am to 7 pm, closed in January."
+    _, summary = _synth(write, tiny_ref, tmp_path / "D", Forgetful(), CITED, num_inputs=2, batch_size=2,
+                        coverage=0.0, teacher_samples=0, cite_units=cite)
+    records = DataDir(tmp_path / "D").read_records()
+    about = [r for r in records if "opening hours" in r.input]
+    assert len(about) == 1 and len(records) == 2
+    for r in records:
+        if cite and r in about:  # after the greeting, so the scenario's check still passes; marked for training
+            assert r.teacher_output == f"Ahoy! {hours} Come and see us." and r.cited == (hours,)
+            assert r.conversation[0].content == r.teacher_output
+        else:  # parking is in no unit; without the option nothing changes
+            assert r.teacher_output == "Ahoy! Come and see us." and r.cited == ()
+            assert "cited" not in r.to_json()
+    c = summary["counts"]
+    assert (c["teacher_left_out_asked"], c["teacher_cited"]) == ((1, 1) if cite else (0, 0))
+    from genpi.synth import format_summary
+
+    assert ("given its text (--cite-units): 1" in format_summary(summary)) == cite
+
+
+def test_cite_units_leaves_a_reply_alone_where_no_place_passes_the_checks(write, tiny_ref, tmp_path):
+    strict = CITED.replace("regex: '^Ahoy!'", "regex: '^Ahoy! Come and see us\\.$'")
+    _, summary = _synth(write, tiny_ref, tmp_path / "D", Forgetful(), strict, num_inputs=2, batch_size=2,
+                        coverage=0.0, teacher_samples=0, cite_units=True)
+    assert all(r.cited == () for r in DataDir(tmp_path / "D").read_records())
+    assert (summary["counts"]["teacher_left_out_asked"], summary["counts"]["teacher_cited"]) == (1, 0)

@@ -241,3 +241,29 @@ def test_a_request_that_names_a_unit_gets_a_pg_example_writing_it_out(tiny_tok):
     for bad in (dict(method="sft"), dict(method="genpi", lam=1.0)):
         with pytest.raises(GenpiError, match="--pg-units"):
             TrainConfig.from_preset("smoke", pg_units=True, **bad)
+
+
+def test_cited_text_is_kept_out_of_the_kl_term_token_for_token(chat_tok):
+    """A record's `cited` passage (put in by synthesis, not said by the teacher): its tokens, and only they,
+    are listed in kl_skip, in the order of the supervised tokens; the teacher twin's targets are unchanged."""
+    tok, _ = chat_tok
+    cited = "Passwords must be at least 14 characters long."
+    reply = f"Think: the policy says so. {cited} Act: answer(14)"
+    rec = Record(id="c", input="How long must a password be?", teacher_output=reply, cited=(cited,))
+    b = sft_example(tok, scenario(), rec, 512, 512, want_teacher=True)
+    sup = [x for x in b.example.labels if x != IGNORE]
+    skipped = [sup[j] for j in b.example.kl_skip]
+    assert b.example.kl_skip == tuple(range(b.example.kl_skip[0], b.example.kl_skip[-1] + 1))  # one run
+    assert tok.decode(skipped).strip() == cited
+    kept_before = tok.decode(sup[:b.example.kl_skip[0]])
+    assert kept_before.strip() == "Think: the policy says so."
+    assert [x for x in b.teacher.labels if x != IGNORE] == sup and b.teacher.kl_skip == ()
+    plain = sft_example(tok, scenario(), Record(id="p", input=rec.input, teacher_output=reply), 512, 512)
+    assert plain.example.kl_skip == ()
+
+
+def test_a_cited_text_must_be_part_of_the_reply(tmp_path):
+    good = {"id": "a", "input": "x", "teacher_output": "Hi. Rule one. Bye.", "cited": ["Rule one."]}
+    assert Record.model_validate(good).to_json()["cited"] == ["Rule one."]
+    with pytest.raises(ValueError, match="cited"):
+        Record.model_validate(dict(good, cited=["Rule two."]))

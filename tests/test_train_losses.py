@@ -170,3 +170,23 @@ def test_reverse_kl_is_token_kl_with_the_student_first():
     got.backward()
     assert s.grad.abs().sum() > 0  # the gradient reaches the adapter's logits
     assert losses.with_on_policy(torch.tensor(1.0), torch.tensor(0.5), 0.4).item() == pytest.approx(1.2)
+
+
+def test_the_kl_mask_follows_the_supervised_tokens_of_each_row_in_order():
+    """kl_skip of each SFT example becomes one flat keep-mask in the row-major order of the supervised targets
+    (the order of the KL term's rows); kept_mean averages over the kept tokens only."""
+    sft = [Example("sft", "a", (1, 5, 6, 2), (IGNORE, 5, 6, 2), kl_skip=(1,)),
+           Example("sft", "b", (1, 7, 2), (IGNORE, 7, 2))]
+    ds = StepDataset(build_plan([4, 3], [[], []], [], 2, 1, 0.0, 0), sft, [])
+    batch = StepCollator(0)([ds[0]])
+    order = [e.record for e in ds[0]["sft"]]
+    want = {"a": [True, False, True], "b": [True, True]}
+    assert batch["sft_kl_keep"].tolist() == want[order[0]] + want[order[1]]
+    per_token = torch.tensor([1.0, 2.0, 3.0, 4.0, 5.0])
+    keep = torch.tensor([True, False, True, True, True])
+    assert losses.kept_mean(per_token, keep).item() == pytest.approx((1 + 3 + 4 + 5) / 4)
+    assert losses.kept_mean(per_token).item() == pytest.approx(3.0)
+    with pytest.raises(RuntimeError, match="misaligned"):
+        losses.kept_mean(per_token, keep[:3])
+    plain = StepCollator(0)([StepDataset(build_plan([3], [[]], [], 1, 1, 0.0, 0), sft[1:], [])[0]])
+    assert "sft_kl_keep" not in plain

@@ -424,3 +424,34 @@ def test_teacher_prefix_stops_before_the_first_read_position():
     assert teacher_prefix([a]) == [] and teacher_prefix(None) == []
     c = Example(kind="teacher", record="c", input_ids=tuple([7] + shared), labels=[IGNORE] * 30 + [shared[-1]])
     assert teacher_prefix([a, c]) == []  # no shared start
+
+
+def test_cited_text_is_trained_by_sft_but_left_out_of_the_kl_term(setup, tiny_ref, tmp_path, monkeypatch):
+    """Records whose whole reply was cited by synthesis: the KL term compares only each turn's end token (the
+    one token synthesis did not write), SFT still trains every token; without `cited` it compares them all."""
+    from genpi.train import trainer
+
+    sc, _, _ = setup
+    seen = []
+    real = trainer.losses.kept_mean
+
+    def counting(per_token, keep=None):
+        seen[-1].append((per_token.shape[0], per_token.shape[0] if keep is None else int(keep.sum())))
+        return real(per_token, keep)
+
+    monkeypatch.setattr(trainer.losses, "kept_mean", counting)
+    for cite in (True, False):
+        data = write_data(tmp_path / str(cite) / "data")
+        rows = [json.loads(x) for x in (data / "records.jsonl").read_text().splitlines()]
+        for r in rows:
+            r["conversation"] = r["conversation"][:1]
+            if cite:
+                r["cited"] = [r["teacher_output"]]
+        (data / "records.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+        seen.append([])
+        train(sc, tiny_ref, data, tmp_path / str(cite) / "a", method="genpi", kl=1.0, epochs=1, **FAST)
+        meta = json.loads((tmp_path / str(cite) / "a" / "genpi.json").read_text())
+        assert all(h["sft"] > 0 and h["kl"] > 0 for h in meta["loss_history"])
+    cited, plain = seen
+    assert cited and all(n > 2 and kept == 2 for n, kept in cited)  # two rows a step, one end token each
+    assert plain and all(n > 2 and kept == n for n, kept in plain)

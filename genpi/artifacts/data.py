@@ -43,6 +43,9 @@ class Record(BaseModel):
     turns alternate; a trailing environment turn teaches nothing and is dropped on load.
     `student_output` and `reason` may be empty in data a user writes by hand (then the PG target is
     the prompt alone); `genpi synth` always fills them.
+    `cited`: texts of the prompt that synthesis put into teacher_output because the prompted reply left
+    out what the request asked about (`genpi synth --cite-units`); training keeps them out of the KL term,
+    as the teacher's own distribution did not say them.
     """
 
     model_config = ConfigDict(extra="ignore", frozen=True)
@@ -53,6 +56,7 @@ class Record(BaseModel):
     student_output: str = ""
     reason: str = ""
     conversation: tuple[Turn, ...] = ()
+    cited: tuple[str, ...] = ()
 
     @field_validator("id", mode="before")
     @classmethod
@@ -72,6 +76,8 @@ class Record(BaseModel):
                                  "(the agent speaks first, then turns alternate)")
         if turns[0].content != self.teacher_output:
             raise ValueError("the conversation must start with teacher_output")
+        if any(not c.strip() or c not in self.teacher_output for c in self.cited):
+            raise ValueError("every 'cited' text must be a non-empty part of teacher_output")
         while turns[-1].role == "user":
             turns.pop()
         object.__setattr__(self, "conversation", tuple(turns))
@@ -82,7 +88,10 @@ class Record(BaseModel):
         return [{"role": t.role, "content": t.content} for t in self.conversation]
 
     def to_json(self) -> dict:
-        return self.model_dump(mode="json")
+        out = self.model_dump(mode="json")
+        if not out["cited"]:  # records without citations stay as they were written before the field
+            del out["cited"]
+        return out
 
 
 def input_id(text: str) -> str:

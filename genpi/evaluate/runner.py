@@ -37,11 +37,15 @@ class Variant:
 
 def plan_variants(adapter_dirs: list[Path]) -> list[Variant]:
     """with_prompt, no_prompt, then one per adapter named by its method and its distillation terms
-    (genpi+kl, genpi+on-policy; else its folder), made unique."""
+    (genpi+kl, genpi+on-policy; else its folder); a name already taken gives way to the adapter's folder
+    name (adapters of one method trained with other settings), then to a numbered one."""
     out = [Variant(CEILING, with_prompt=True), Variant(FLOOR)]
     taken = {CEILING, FLOOR}
     for d in adapter_dirs:
-        base = method_label(AdapterDir(d).read_meta()) or Path(d).resolve().name or "adapter"
+        folder = Path(d).resolve().name
+        base = method_label(AdapterDir(d).read_meta()) or folder or "adapter"
+        if base in taken and folder and folder not in taken:
+            base = folder
         name, k = base, 2
         while name in taken:
             name, k = f"{base}-{k}", k + 1

@@ -54,6 +54,12 @@ class SynthConfig(StageConfig):
                                         "conversation before it if none does; the records' repeated turns are counted "
                                         "either way (repeated_turns_kept); on the shell agent it cut the adapter's "
                                         "looping episodes on two seeds and raised them on three others (README)")
+    cite_units: bool = option(False, "when a prompted first reply leaves out the fact or rule its request asks about "
+                                     "(the unit it was aimed at and names, or else the one it names), put that "
+                                     "unit's text into the reply (after its first sentence, else at its start or "
+                                     "end, where the scenario's checks still pass) and mark it in the record "
+                                     "(`cited`), which training keeps out of the KL term; not in agent scenarios "
+                                     "(a reply there is one action); counted (teacher_left_out_asked, teacher_cited)")
     coverage_k: int = option(2, "inputs each unit should get before calls aim at pairs of units", cli=False)
     aimed_per_call: int = option(2, "requests asked for in a call aimed at a unit (few, so that a round's aimed "
                                     "calls spread over many units)", cli=False)
@@ -129,4 +135,6 @@ class SynthConfig(StageConfig):
                  "reason_tokens": self.reason_tokens}
         if self.env != "simulated":  # folders made before this option stay resumable
             shape["env"] = self.env
+        if self.cite_units:
+            shape["cite_units"] = True
         return shape

@@ -219,6 +219,33 @@ def named_in(request: str, units: list[Unit], most: int = 1) -> list[str]:
     return [uid for *_, uid in sorted(scored)[:most]]
 
 
+def asked_unit(request: str, units: list[Unit], aimed: tuple[str, ...] = (),
+               distinctive: dict[str, tuple[set[str], set[str]]] | None = None) -> Unit | None:
+    """The fact or rule a request asks about, if it says: the first unit it was aimed at whose distinctive
+    words it uses, else the unit it names (named_in); never a demonstration."""
+    distinctive = distinctive or distinctive_words(units)
+    by_id = {u.id: u for u in units}
+    said = content_words(request)
+    ids = [u for u in aimed if u in by_id and by_id[u].kind != "example" and said & distinctive[u][0]]
+    ids = ids or named_in(request, units)
+    return by_id[ids[0]] if ids else None
+
+
+_FIRST_SENTENCE = re.compile(r"[.!?](?=\s|$)")
+
+
+def citing(reply: str, text: str) -> list[str]:
+    """`reply` with the unit's `text` put in, in the order to try: after the reply's first sentence (where a
+    fixed opening such as a greeting ends), at its start, at its end."""
+    text = " ".join(text.split())
+    m = _FIRST_SENTENCE.search(reply)
+    out = []
+    if m and reply[m.end():].strip():
+        out.append(f"{reply[:m.end()].rstrip()} {text} {reply[m.end():].lstrip()}")
+    out += [f"{text} {reply.lstrip()}", f"{reply.rstrip()} {text}"]
+    return out
+
+
 def _ngrams(text: str, n: int) -> set[tuple[str, ...]]:
     seq = content_sequence(text)
     return {tuple(seq[i:i + n]) for i in range(len(seq) - n + 1)}

@@ -33,7 +33,8 @@ from ..models import fingerprint_aliases
 from ..scenario import Scenario, student_messages, teacher_messages
 from . import stages, store
 from .config import SynthConfig
-from .coverage import DemoCopies, content_words, coverage, distinctive_words, drawn_on, on_target, split_units, topics
+from .coverage import (DemoCopies, asked_unit, citing, content_words, coverage, distinctive_words, drawn_on, on_target,
+                       split_units, topics)
 from .filters import InputFilter
 from .interrupts import critical, graceful_interrupts
 
@@ -78,7 +79,8 @@ class _Run:
                        "teacher_unit_resampled": 0, "agent_broke_checks": 0, "agent_resampled": 0,
                        "aimed_off_target": 0, "teacher_copied_demo": 0, "teacher_copy_resampled": 0,
                        "teacher_answered_at_once": 0, "teacher_act_resampled": 0, "agent_repeated": 0,
-                       "agent_repeat_resampled": 0, "agent_repeat_dropped": 0}
+                       "agent_repeat_resampled": 0, "agent_repeat_dropped": 0, "teacher_left_out_asked": 0,
+                       "teacher_cited": 0}
         self.shortfall: str | None = None
         self.protocol, self.cut = agent_protocol(sc)
         self.base_api: ApiSpec | None = None
@@ -377,6 +379,9 @@ class _Run:
         cfg, sc = self.cfg, self.sc
         teacher = self._timed("teacher", bars, lambda: self._obeying(
             [teacher_messages(sc, x) for x in xs], [self.input_units.get(input_id(x), ()) for x in xs]))
+        cited: list[tuple[str, ...]] = [()] * len(xs)
+        if cfg.cite_units and self.protocol is None:
+            teacher, cited = self._cite(xs, teacher)
         student = self._timed("student", bars, lambda: self._nonempty(
             self.base(), [student_messages(sc, x) for x in xs]))
         ok = [i for i in range(len(xs)) if teacher[i] and student[i]]
@@ -393,8 +398,25 @@ class _Run:
         out: list[Record | None] = [None] * len(xs)
         for i, conv in zip(ok, convs):
             out[i] = Record(id=input_id(xs[i]), input=xs[i], teacher_output=teacher[i],
-                            student_output=student[i], reason=reasons[i], conversation=conv)
+                            student_output=student[i], reason=reasons[i], conversation=conv, cited=cited[i])
         return out
+
+    def _cite(self, xs: list[str], replies: list[str]) -> tuple[list[str], list[tuple[str, ...]]]:
+        """With cfg.cite_units: each reply that leaves out the unit its request asks about (coverage.asked_unit)
+        gets that unit's text, at the first place (coverage.citing) where the scenario's checks still pass."""
+        words = distinctive_words(self.units)
+        out, cited = list(replies), [()] * len(xs)
+        for i, (x, r) in enumerate(zip(xs, replies)):
+            unit = asked_unit(x, self.units, tuple(self.input_units.get(input_id(x), ())), words) if r else None
+            if unit is None or unit.id in drawn_on(r, self.units, distinctive=words):
+                continue
+            self.counts["teacher_left_out_asked"] += 1
+            text = " ".join(unit.text.split())
+            new = next((c for c in citing(r, text) if all(k.passes(c) for k in self.sc.eval.checks)), None)
+            if new is not None:
+                out[i], cited[i] = new, (text,)
+                self.counts["teacher_cited"] += 1
+        return out, cited
 
     def _roleplay(self, xs: list[str], firsts: list[str]) -> list[list[dict]]:
         """Agent (base model with the prompt) and environment (the generator, simulated) take turns."""
@@ -695,6 +717,9 @@ def format_summary(s: dict) -> str:
             lines.append(f"  teacher replies to aimed inputs that drew on none of their units: "
                          f"{c['teacher_missed_unit']}, replaced by a sample that does: "
                          f"{c.get('teacher_unit_resampled', 0)}")
+    if c.get("teacher_left_out_asked"):
+        lines.append(f"  first replies leaving out the unit their request asks about: {c['teacher_left_out_asked']}, "
+                     f"given its text (--cite-units): {c.get('teacher_cited', 0)}")
     top = s.get("teacher_logprobs") or {}
     if top.get("records"):
         lines.append(f"  teacher top-{top['k']} log-probabilities stored for {top['records']} records "

@@ -154,4 +154,11 @@ class StepCollator:
                 mask[r, :n] = 1
                 labels[r, :n] = torch.tensor(e.labels)
             out[f"{kind}_input_ids"], out[f"{kind}_attention_mask"], out[f"{kind}_labels"] = ids, mask, labels
+            if any(e.kl_skip for e in exs):  # which supervised tokens, in order, the KL term compares
+                keep = []
+                for e in exs:
+                    row = torch.ones(e.n_supervised, dtype=torch.bool)
+                    row[list(e.kl_skip)] = False
+                    keep.append(row)
+                out[f"{kind}_kl_keep"] = torch.cat(keep)
         return out

@@ -16,7 +16,7 @@ from ..errors import GenpiError
 from ..artifacts import Record
 from ..scenario import Scenario, student_messages, teacher_messages
 from .config import TrainConfig
-from .masking import assistant_spans
+from .masking import assistant_spans, tokens_of
 
 IGNORE = -100
 
@@ -42,6 +42,7 @@ class Example:
     record: str            # the record id
     input_ids: tuple[int, ...]
     labels: tuple[int, ...]  # IGNORE outside the supervised spans
+    kl_skip: tuple[int, ...] = ()  # indices, in order of the supervised tokens, of those kept out of the KL term
 
     def __len__(self) -> int:
         return len(self.input_ids)
@@ -88,6 +89,10 @@ def sft_example(tok, sc: Scenario, rec: Record, max_source: int, max_target: int
         r = plain
     keep, end = _fit_turns(r, max_target)
     ex = _example("sft", rec, r.ids, r.spans[:max(keep, 1)], end)
+    if rec.cited:  # text synthesis put into the first reply: the teacher did not say it, so no KL there
+        cited = set().union(*(tokens_of(tok, r.ids, r.spans[0], c) for c in rec.cited))
+        sup = [p for p, x in enumerate(ex.labels) if x != IGNORE]
+        ex = Example(ex.kind, ex.record, ex.input_ids, ex.labels, tuple(j for j, p in enumerate(sup) if p in cited))
     truncated = keep < len(r.spans)
     teacher = None
     if want_teacher:

@@ -43,6 +43,16 @@ def token_mean(total: torch.Tensor, count: int) -> torch.Tensor:
     return total / count if count else total * 0.0
 
 
+def kept_mean(per_token: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
+    """The mean of a per-token term over the tokens `keep` marks (all when None); 0 when it marks none."""
+    if keep is None:
+        return token_mean(per_token.sum(), per_token.shape[0])
+    keep = keep.to(per_token.device)
+    if keep.shape[0] != per_token.shape[0]:
+        raise RuntimeError("the KL mask and the supervised tokens are misaligned")
+    return token_mean(per_token[keep].sum(), int(keep.sum()))
+
+
 def supervised_rows(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """The [N, V] logits of supervised targets, in row-major (row, position) order."""
     keep = targets.reshape(-1) != IGNORE

@@ -89,3 +89,21 @@ def assistant_spans(tok, messages: list[dict], first: int = 0) -> Rendered:
         spans.append((start, start + last + 1))
     r.grow(messages)
     return Rendered(r.ids, spans)
+
+
+def tokens_of(tok, ids: list[int], span: tuple[int, int], part: str) -> set[int]:
+    """Positions in ids[span] of the tokens that spell `part` (a cited passage of the agent turn the span
+    holds): those whose decoded characters overlap it. Empty when the decoded turn does not hold it."""
+    start = span[0]
+    a = tok.decode(ids[start:span[1]]).find(part) if part else -1
+    if a < 0:
+        return set()
+    b, out, before = a + len(part), set(), 0
+    for k in range(start, span[1]):
+        upto = len(tok.decode(ids[start:k + 1]))
+        if upto > a and before < b:
+            out.add(k)
+        before = upto
+        if before >= b:
+            break
+    return out

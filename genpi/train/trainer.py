@@ -173,18 +173,20 @@ class GenpiTrainer(Trainer):
         if "sft_input_ids" in inputs:
             terms["sft"], s_logits, s_targets = self._term(model, inputs, "sft")
             wants_kl = self.method == "sft-kl" or (self.method == "genpi" and self.kl_weight > 0)
+            keep = inputs.get("sft_kl_keep")  # None: every supervised token (no cited text in the batch)
             if wants_kl and "teacher_topk_ids" in inputs:  # the teacher's stored top-K: no teacher pass
                 s_rows = losses.supervised_rows(s_logits, s_targets)
                 top_ids, top_lp = inputs["teacher_topk_ids"], inputs["teacher_topk_logprobs"]
                 if top_ids.shape[0] != s_rows.shape[0]:
                     raise RuntimeError("stored teacher rows and student targets are misaligned in a KL batch")
-                terms["kl"] = losses.token_mean(topk_kl(top_ids, top_lp, s_rows).sum(), s_rows.shape[0])
+                per_token = topk_kl(top_ids, top_lp, s_rows)
+                terms["kl"] = losses.kept_mean(per_token, keep)
             elif wants_kl:
                 t_rows, t_ids = self._teacher_rows(model, inputs)
                 s_rows = losses.supervised_rows(s_logits, s_targets)
                 if not torch.equal(s_targets[s_targets != losses.IGNORE], t_ids):
                     raise RuntimeError("teacher and student targets are misaligned in an sft-kl batch")
-                terms["kl"] = losses.token_mean(token_kl(t_rows, s_rows).sum(), len(t_ids))
+                terms["kl"] = losses.kept_mean(token_kl(t_rows, s_rows), keep)
         if "pg_input_ids" in inputs:
             terms["pg"] = self._term(model, inputs, "pg")[0]
         if self.method == "genpi":
