@@ -135,6 +135,15 @@ def _cell(xs: list[float], digits: int = 2) -> str:
     return "–" if m is None else f"{m:.{digits}f} ± {sd:.{digits}f}"
 
 
+def variant_names(adapters: Path, methods: list[str]) -> dict[str, str]:
+    """Method -> the name evaluation gave its adapter (run_one evaluates the methods' adapters in this order;
+    two of one method, e.g. genpi+kl and genpi+kl+12-epochs, are told apart there by folder)."""
+    from genpi.evaluate.runner import plan_variants
+
+    dirs = [(m, adapters / m) for m in methods if (adapters / m / "adapter_model.safetensors").is_file()]
+    return {m: v.name for (m, _), v in zip(dirs, plan_variants([d for _, d in dirs])[2:])}
+
+
 def summarize(out: Path, scenarios: list[str], seeds: list[int], methods: list[str]) -> dict:
     """Per scenario and variant: every seed's score, checks, expectations and KL, with mean and spread."""
     from genpi.artifacts import ReportDir
@@ -149,8 +158,9 @@ def summarize(out: Path, scenarios: list[str], seeds: list[int], methods: list[s
             if not rd.report_path.is_file():
                 continue
             rep = rd.read()
+            names = variant_names(out / name / f"seed{seed}" / "adapters", methods)
             for v in (*BASELINES, *methods):
-                r = rep["variants"].get(v)
+                r = rep["variants"].get(names.get(v, v))
                 if r is None:
                     continue
                 row = per.setdefault(v, {"seeds": [], "score": [], "expectations": [], "expectations_kept": [],

@@ -52,12 +52,14 @@ def test_compares_methods_over_seeds_and_resumes(tmp_path, capsys, tiny_ref):
     sc.write_text(SCENARIO)
     out = tmp_path / "cmp"
     mod = _script()
-    args = [str(sc), "--out", str(out), "--seeds", "0,1", "--methods", "genpi,genpi+kl", "--preset", "smoke"]
+    args = [str(sc), "--out", str(out), "--seeds", "0,1", "--methods", "genpi+12-epochs,genpi+kl", "--preset", "smoke"]
     assert mod.main(args) == 0
     table = capsys.readouterr().out
     result = json.loads((out / "compare.json").read_text())
     per = result["summary"]["mini-desk"]
-    assert list(per) == ["with_prompt", "no_prompt", "genpi", "genpi+kl"]
+    # the 12-epoch adapter is evaluated as "genpi" (its method): the table still names it by its method key
+    assert list(per) == ["with_prompt", "no_prompt", "genpi+12-epochs", "genpi+kl"]
+    assert json.loads((out / "mini-desk" / "seed0" / "report" / "report.json").read_text())["variants"].keys() >= {"genpi"}
     for v in per.values():
         assert v["seeds"] == [0, 1] and len(v["score"]) == 2 and set(v["checks"]) == {"greeting"}
         assert len(v["expectations_kept"]) == 2  # None for with_prompt, the teacher itself
@@ -65,6 +67,8 @@ def test_compares_methods_over_seeds_and_resumes(tmp_path, capsys, tiny_ref):
         meta = json.loads((out / "mini-desk" / f"seed{seed}" / "adapters" / "genpi+kl" / "genpi.json").read_text())
         assert meta["method"] == "genpi" and meta["hyperparameters"]["kl"] == 1.0 and meta["hyperparameters"]["seed"] == seed
         assert "kl" in meta["final_loss"]
+        long = json.loads((out / "mini-desk" / f"seed{seed}" / "adapters" / "genpi+12-epochs" / "genpi.json").read_text())
+        assert long["hyperparameters"]["epochs"] == 12 and long["hyperparameters"]["kl"] == 0.0
     rows = [line for line in table.splitlines() if line.startswith("|")]
     assert len(rows) == 2 + 4 and "| genpi+kl | 2 |" in rows[-1]
     assert (out / "compare.png").is_file() and (out / "compare.md").read_text().strip() == "\n".join(rows)
