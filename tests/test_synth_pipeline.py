@@ -511,3 +511,14 @@ def test_a_role_play_turn_repeating_the_last_one_is_sampled_again_or_ends_the_co
         got = (c["agent_repeated"], c["agent_repeat_resampled"], c["agent_repeat_dropped"], c["repeated_turns_kept"])
         assert got == (repeated, resampled, dropped, in_records), name
         assert f"previous reply, in the records: {in_records}" in format_summary(summary), name
+
+
+def test_cite_units_says_it_leaves_an_agent_scenarios_replies_alone(write, tiny_ref, tmp_path, capsys):
+    cmd = "Think: look.\n```sh\nls\n```"
+    sc, base = _agent(write, (cmd, cmd), (cmd, "Final: 42"))
+    cfg = SynthConfig.from_preset("smoke", sc, num_inputs=2, max_turns=1, batch_size=2, env="simulated",
+                                  cite_units=True)
+    summary = synthesize(sc, tiny_ref, None, tmp_path / "D", cfg, base_backend=base, generator_backend=base,
+                         progress=False)
+    assert "--cite-units leaves an agent scenario's replies as they are" in capsys.readouterr().err
+    assert summary["counts"]["teacher_cited"] == 0 and all(not r.cited for r in DataDir(tmp_path / "D").read_records())

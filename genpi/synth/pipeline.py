@@ -58,6 +58,9 @@ def synthesize(scenario: Scenario, model_ref, generator_spec: GeneratorSpec | No
     if config.env == "auto" and cfg.env == "simulated" and env is not None and env.kind == "shell":
         print("genpi synth: the sandbox cannot start here, so the generator imagines the shell's output in "
               "role-play (--env simulated); run as root for real command output", file=sys.stderr)
+    if cfg.cite_units and agent_protocol(scenario)[0] is not None:
+        print("genpi synth: --cite-units leaves an agent scenario's replies as they are (each is one action of "
+              "its protocol)", file=sys.stderr)
     run = _Run(scenario, model_ref, generator_spec or SameSpec(), Path(out_dir), cfg,
                base_backend, generator_backend, progress)
     run.base_api = base_api
