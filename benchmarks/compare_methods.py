@@ -47,7 +47,17 @@ METHODS: dict[str, dict] = {
     "genpi+kl+12-epochs": {"method": "genpi", "kl": 1.0, "epochs": 12},
 }
 BASELINES = ("with_prompt", "no_prompt")
-SYNTH_FLAGS = ("aim_stems", "avoid_demo_copies", "act_first", "avoid_repeats", "cite_units")  # `genpi synth` options passed on
+# `genpi synth` options passed on, and what each does
+SYNTH_FLAGS = {
+    "aim_stems": "aimed requests open with their unit's label",
+    "avoid_demo_copies": "teacher replies that repeat a demonstration's wording are sampled again",
+    "act_first": "an agent's first teacher reply that answers without acting is sampled again for one that runs a "
+                 "command",
+    "avoid_repeats": "a role-play agent turn that repeats the agent's previous reply is sampled again, else the "
+                     "conversation ends before it",
+    "cite_units": "a first reply that leaves out the unit its request asks about is given that unit's text, kept out "
+                  "of the KL term",
+}
 
 
 def _parse(argv):
@@ -63,20 +73,9 @@ def _parse(argv):
                     help="replies generated together in synthesis and evaluation (default: each stage's own, 8)")
     ap.add_argument("--synth-env", default=None, choices=("auto", "shell", "simulated"),
                     help="where role-play turns come from in synthesis (default: genpi synth's, auto)")
-    ap.add_argument("--aim-stems", action="store_true",
-                    help="synthesize with `genpi synth --aim-stems` (aimed requests open with their unit's label)")
-    ap.add_argument("--avoid-demo-copies", action="store_true",
-                    help="synthesize with `genpi synth --avoid-demo-copies` (teacher replies that repeat a "
-                         "demonstration's wording are sampled again)")
-    ap.add_argument("--act-first", action="store_true",
-                    help="synthesize with `genpi synth --act-first` (an agent's first teacher reply that answers "
-                         "without acting is sampled again for one that runs a command)")
-    ap.add_argument("--avoid-repeats", action="store_true",
-                    help="synthesize with `genpi synth --avoid-repeats` (a role-play agent turn that repeats the "
-                         "agent's previous reply is sampled again, else the conversation ends before it)")
-    ap.add_argument("--cite-units", action="store_true",
-                    help="synthesize with `genpi synth --cite-units` (a first reply that leaves out the unit its "
-                         "request asks about is given that unit's text, kept out of the KL term)")
+    for flag, what in SYNTH_FLAGS.items():
+        name = flag.replace("_", "-")
+        ap.add_argument(f"--{name}", action="store_true", help=f"synthesize with `genpi synth --{name}` ({what})")
     ap.add_argument("--summary-only", action="store_true", help="only print the table of what OUT holds")
     args = ap.parse_args(argv)
     try:

@@ -10,7 +10,7 @@ import random
 import re
 import statistics
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from ..errors import GenpiError
 from ..artifacts import Record
@@ -92,7 +92,7 @@ def sft_example(tok, sc: Scenario, rec: Record, max_source: int, max_target: int
     if rec.cited:  # text synthesis put into the first reply: the teacher did not say it, so no KL there
         cited = set().union(*(tokens_of(tok, r.ids, r.spans[0], c) for c in rec.cited))
         sup = [p for p, x in enumerate(ex.labels) if x != IGNORE]
-        ex = Example(ex.kind, ex.record, ex.input_ids, ex.labels, tuple(j for j, p in enumerate(sup) if p in cited))
+        ex = replace(ex, kl_skip=tuple(j for j, p in enumerate(sup) if p in cited))
     truncated = keep < len(r.spans)
     teacher = None
     if want_teacher:

@@ -179,8 +179,7 @@ class GenpiTrainer(Trainer):
                 top_ids, top_lp = inputs["teacher_topk_ids"], inputs["teacher_topk_logprobs"]
                 if top_ids.shape[0] != s_rows.shape[0]:
                     raise RuntimeError("stored teacher rows and student targets are misaligned in a KL batch")
-                per_token = topk_kl(top_ids, top_lp, s_rows)
-                terms["kl"] = losses.kept_mean(per_token, keep)
+                terms["kl"] = losses.kept_mean(topk_kl(top_ids, top_lp, s_rows), keep)
             elif wants_kl:
                 t_rows, t_ids = self._teacher_rows(model, inputs)
                 s_rows = losses.supervised_rows(s_logits, s_targets)
