@@ -34,7 +34,7 @@ sys.path.insert(0, str(REPO))
 
 # each method: the TrainConfig fields it sets (on top of the preset)
 METHODS: dict[str, dict] = {
-    "genpi": {"method": "genpi"},
+    "genpi": {"method": "genpi", "kl": 0.0},  # the paper's loss, whatever the preset's kl
     "sft": {"method": "sft"},
     "sft-kl": {"method": "sft-kl"},
     "prompt-mix": {"method": "prompt-mix"},
@@ -57,6 +57,8 @@ SYNTH_FLAGS = {
                      "conversation ends before it",
     "cite_units": "a first reply that leaves out the unit its request asks about is given that unit's text, kept out "
                   "of the KL term",
+    "unit_questions": "a request aimed at a fact or rule is written by the generator shown that unit after fact / "
+                      "request pairs",
 }
 
 
@@ -76,6 +78,11 @@ def _parse(argv):
     for flag, what in SYNTH_FLAGS.items():
         name = flag.replace("_", "-")
         ap.add_argument(f"--{name}", action="store_true", help=f"synthesize with `genpi synth --{name}` ({what})")
+    ap.add_argument("--num-inputs", type=int, default=None, metavar="N",
+                    help="synthesize with `genpi synth --num-inputs N` (records per seed; default: the preset's)")
+    ap.add_argument("--coverage", type=float, default=None, metavar="F",
+                    help="synthesize with `genpi synth --coverage F` (the share of inputs aimed at one unit of the "
+                         "prompt; default: genpi synth's)")
     ap.add_argument("--summary-only", action="store_true", help="only print the table of what OUT holds")
     args = ap.parse_args(argv)
     try:
@@ -226,6 +233,7 @@ def main(argv=None) -> int:
                 print(f"compare_methods: {sp}, seed {seed}", file=sys.stderr)
                 try:
                     flags = {k: True for k in SYNTH_FLAGS if getattr(args, k)}
+                    flags.update({k: getattr(args, k) for k in ("coverage", "num_inputs") if getattr(args, k) is not None})
                     run_one(sp, seed, args.methods, args.preset, args.model, out, timings, args.batch_size,
                             args.synth_env, flags)
                 except GenpiError as e:

@@ -85,3 +85,20 @@ def test_bad_options_stop_with_one_line(tmp_path, capsys):
     with pytest.raises(SystemExit):
         mod.main(["x.yaml", "--out", str(tmp_path), "--seeds", "a,b"])
     assert "give integers" in capsys.readouterr().err
+
+
+def test_synthesis_options_are_passed_on(tmp_path, monkeypatch):
+    from genpi.errors import GenpiError
+
+    mod = _script()
+    seen = []
+
+    def run_one(*args):
+        seen.append(args[-1])
+        raise GenpiError("stop here")
+
+    monkeypatch.setattr(mod, "run_one", run_one)
+    with pytest.raises(SystemExit, match="stop here"):
+        mod.main(["x.yaml", "--out", str(tmp_path), "--unit-questions", "--cite-units", "--coverage", "1",
+                  "--num-inputs", "48"])
+    assert seen == [{"cite_units": True, "unit_questions": True, "coverage": 1.0, "num_inputs": 48}]

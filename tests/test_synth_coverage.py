@@ -370,3 +370,83 @@ def test_cite_units_leaves_a_reply_alone_where_no_place_passes_the_checks(write,
                         coverage=0.0, teacher_samples=0, cite_units=True)
     assert all(r.cited == () for r in DataDir(tmp_path / "D").read_records())
     assert (summary["counts"]["teacher_left_out_asked"], summary["counts"]["teacher_cited"]) == (1, 0)
+
+
+def test_question_pairs_join_demonstrated_and_seed_requests_to_the_unit_they_ask_about():
+    from genpi.synth.coverage import question_pairs
+
+    units = split_units([{"role": "system", "content": "Facts:\n- Single kayak: 30 euros a day.\n"
+                                                       "- Double kayak: 45 euros a day.\n"
+                                                       "- Life jackets are free with every kayak."},
+                         {"role": "user", "content": "What does the double cost?"},
+                         {"role": "assistant", "content": "A double kayak costs 45 euros a day."}])
+    seeds = ["Do I have to pay for life  jackets?", "Are you open on Monday?", "What does the double cost?"]
+    assert question_pairs(units, seeds) == [("u2", "What does the double cost?"), ("u3", "Do I have to pay for life jackets?")]
+    assert question_pairs(units[:3], ["Are you open on Monday?"]) == []
+
+
+def test_a_unit_question_call_shows_pairs_then_opens_the_units_question():
+    from genpi.synth import stages
+
+    shown = [("Single kayak: 30 euros a day.", "How much is a single?")]
+    continued = stages.unit_question_prompt(shown, "Life jackets are\n free.", continues=True)
+    assert continued[-1] == {"role": "assistant", "content": "Fact: Single kayak: 30 euros a day.\nQuestion: How much "
+                                                            "is a single?\n\nFact: Life jackets are free.\nQuestion:"}
+    asked = stages.unit_question_prompt(shown, "Life jackets are free.", continues=False)
+    assert len(asked) == 1 and asked[0]["role"] == "user" and asked[0]["content"].endswith("Question:")
+    parse = stages.UNIT_QUESTION.parse
+    assert parse(" Are life jackets free?\n\nFact: Single kayak") == ["Are life jackets free?"]
+    assert parse('\nQuestion: "Do I pay for a jacket?"') == ["Do I pay for a jacket?"]
+    assert parse("Fact: Double kayak: 45 euros.") == [] and parse("  ") == []
+
+
+UNIT_SCENARIO = SCENARIO.replace("  - How much is a kayak?\n", "  - Do I have to pay for a single kayak?\n")
+
+
+class Asking(Canned):
+    """Writes the question of a unit-question call: names the unit for the kayaks, misses it for life jackets."""
+
+    def __init__(self):
+        super().__init__()
+        self.unit_calls: list[list[dict]] = []
+
+    def __call__(self, conv):
+        if conv[0]["content"].startswith("For each fact"):
+            self.unit_calls.append(conv)
+            fact = conv[-1]["content"].rsplit("Fact: ", 1)[1]
+            return " Do you sell ice cream at the pier?" if fact.startswith("Life") else f" What does a {fact.split(':')[0].lower()} cost?"
+        return super().__call__(conv)
+
+
+@pytest.mark.parametrize("continues", [True, False])
+def test_unit_questions_ask_the_generator_for_each_units_request(write, tiny_ref, tmp_path, continues):
+    canned = Asking()
+    sc = load_scenario(write("kayaks.yaml", UNIT_SCENARIO))
+    fake = FakeBackend(canned, name="base", continues=continues)
+    cfg = SynthConfig.from_preset("smoke", sc, num_inputs=6, max_turns=1, batch_size=3, coverage=0.5,
+                                  unit_questions=True)
+    summary = synthesize(sc, tiny_ref, None, tmp_path / "D", cfg, base_backend=fake, generator_backend=fake,
+                         progress=False)
+    assert canned.unit_calls and canned.k > 0  # unit questions and the plain list continuation
+    for conv in canned.unit_calls:  # the seed's pair is shown, never before its own unit
+        text = conv[-1]["content"]
+        assert "Question: Do I have to pay for a single kayak?" in text and text.endswith("Question:")
+        assert text.count("Fact: Single kayak") == 1
+    greedy = [c for c in fake.calls if c["conversations"][0][0]["content"].startswith("For each fact")]
+    assert greedy and all(c["temperature"] == 0.0 for c in greedy)
+    rows = {r["input"]: r.get("units") for r in map(json.loads, (tmp_path / "D" / "inputs.jsonl").read_text().splitlines())}
+    assert rows["What does a double kayak cost?"] == ["u2"]
+    assert rows.get("Do you sell ice cream at the pier?", "absent") is None  # off target: a plain input
+    meta = json.loads((tmp_path / "D" / "meta.json").read_text())
+    assert meta["counts"]["unit_questions_off_target"] >= 1
+    assert meta["counts"]["unit_questions"] > meta["counts"]["unit_questions_off_target"]
+    assert meta["sampling"]["unit_questions"] == "greedy"
+    from genpi.synth import format_summary
+
+    assert "--unit-questions" in format_summary(summary)
+
+
+def test_unit_questions_without_a_pair_ask_as_before(write, tiny_ref, tmp_path):
+    canned = Asking()
+    _synth(write, tiny_ref, tmp_path / "D", canned, batch_size=3, coverage=0.5, unit_questions=True)
+    assert canned.aimed and not canned.unit_calls  # no seed names a unit: the aimed instruction

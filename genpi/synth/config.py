@@ -60,6 +60,14 @@ class SynthConfig(StageConfig):
                                      "end, where the scenario's checks still pass) and mark it in the record "
                                      "(`cited`), which training keeps out of the KL term; not in agent scenarios "
                                      "(a reply there is one action); counted (teacher_left_out_asked, teacher_cited)")
+    unit_questions: bool = option(False, "ask for a request aimed at one fact or rule by showing the generator "
+                                         "that unit after a few fact / request pairs (each demonstration's request "
+                                         "with the unit its answer uses, each seed input with the unit it names) "
+                                         "and letting it write the request, greedily, instead of telling it in an "
+                                         "instruction which part to ask about; a request that names none of its "
+                                         "unit's distinctive words counts as a plain input (unit_questions, "
+                                         "unit_questions_off_target); needs a seed input or a demonstration that "
+                                         "names a unit")
     coverage_k: int = option(2, "inputs each unit should get before calls aim at pairs of units", cli=False)
     aimed_per_call: int = option(2, "requests asked for in a call aimed at a unit (few, so that a round's aimed "
                                     "calls spread over many units)", cli=False)

@@ -231,6 +231,25 @@ def asked_unit(request: str, units: list[Unit], aimed: tuple[str, ...] = (),
     return by_id[ids[0]] if ids else None
 
 
+def question_pairs(units: list[Unit], requests: list[str]) -> list[tuple[str, str]]:
+    """(unit id, request) pairs that show which request a fact or rule answers: each demonstration's
+    request with the unit its demonstrated answer draws on most, and each request in `requests` (the
+    scenario's seed inputs) with the unit it names. `--unit-questions` shows a few of them to the
+    generator before the unit it should ask about."""
+    distinctive = distinctive_words(units)
+    pairs = []
+    for u in units:
+        request, sep, answer = u.text.partition("\nAgent: ")
+        if u.kind == "example" and sep and request.startswith("User: "):
+            said = content_words(answer)
+            used = drawn_on(answer, units, distinctive=distinctive)
+            used.sort(key=lambda uid: -len(distinctive[uid][0] & said))
+            pairs += [(uid, request.removeprefix("User: ").strip()) for uid in used[:1]]
+    for x in requests:
+        pairs += [(uid, " ".join(x.split())) for uid in named_in(x, units)]
+    return list(dict.fromkeys(pairs))
+
+
 _FIRST_SENTENCE = re.compile(r"[.!?](?=\s|$)")
 
 

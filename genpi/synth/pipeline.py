@@ -34,7 +34,7 @@ from ..scenario import Scenario, student_messages, teacher_messages
 from . import stages, store
 from .config import SynthConfig
 from .coverage import (DemoCopies, asked_unit, citing, content_words, coverage, distinctive_words, drawn_on, on_target,
-                       split_units, topics)
+                       question_pairs, split_units, topics)
 from .filters import InputFilter
 from .interrupts import critical, graceful_interrupts
 
@@ -83,7 +83,7 @@ class _Run:
                        "aimed_off_target": 0, "teacher_copied_demo": 0, "teacher_copy_resampled": 0,
                        "teacher_answered_at_once": 0, "teacher_act_resampled": 0, "agent_repeated": 0,
                        "agent_repeat_resampled": 0, "agent_repeat_dropped": 0, "teacher_left_out_asked": 0,
-                       "teacher_cited": 0}
+                       "teacher_cited": 0, "unit_questions": 0, "unit_questions_off_target": 0}
         self.shortfall: str | None = None
         self.protocol, self.cut = agent_protocol(sc)
         self.base_api: ApiSpec | None = None
@@ -258,6 +258,7 @@ class _Run:
         writer = self.data.input_writer()
         gen = self.gen()
         continues = bool(getattr(gen, "continues", False))  # a registered third-party backend may not say
+        pairs = question_pairs(self.units, self.sc.seed_inputs) if cfg.unit_questions else []
         try:
             for r in range(rounds):
                 rng = random.Random(f"{cfg.seed}/{len(self.pool)}/{self.counts['candidates']}/{r}")
@@ -267,22 +268,33 @@ class _Run:
                 by_id, named = {u.id: u for u in self.units}, topics(self.units)
                 words = distinctive_words(self.units)
                 naming = {u: words[u][0] | content_words(named.get(u, "")) for u in by_id}
-                calls = [stages.inputs_prompt(
-                    self.sc, stages.pick_examples(self.sc.seed_inputs, self.pool, cfg.examples_shown, rng),
-                    cfg.aimed_per_call if aim else cfg.inputs_per_call, rng, continues,
-                    focus=stages.aimed_focus([by_id[u].describe() for u in aim]) if aim else None,
-                    stem=stages.topic_stem([named[u] for u in aim if u in named]) if cfg.aim_stems else None)
-                    for aim in aims]
-                replies = gen.chat(calls, max_new_tokens=cfg.input_tokens, seed=rng.randrange(2**31),
-                                   **stages.INPUTS.sampling())
+                calls, asks = [], []  # asks: the unit a --unit-questions call asks about, else None
+                for aim in aims:
+                    shown = [(by_id[u].text, q) for u, q in pairs if aim and u != aim[0]]
+                    if shown and len(aim) == 1 and by_id[aim[0]].kind != "example":
+                        shown = rng.sample(shown, min(cfg.examples_shown, len(shown)))
+                        calls.append(stages.unit_question_prompt(shown, by_id[aim[0]].text, continues))
+                        asks.append(aim[0])
+                        continue
+                    calls.append(stages.inputs_prompt(
+                        self.sc, stages.pick_examples(self.sc.seed_inputs, self.pool, cfg.examples_shown, rng),
+                        cfg.aimed_per_call if aim else cfg.inputs_per_call, rng, continues,
+                        focus=stages.aimed_focus([by_id[u].describe() for u in aim]) if aim else None,
+                        stem=stages.topic_stem([named[u] for u in aim if u in named]) if cfg.aim_stems else None))
+                    asks.append(None)
+                replies = self._input_replies(gen, calls, asks, rng)
                 aimed: dict[str, tuple[str, ...]] = {}
                 candidates = []
-                for call, reply, aim in zip(calls, replies, aims):
-                    for c in stages.parse_inputs(call, reply):
+                for call, reply, aim, ask in zip(calls, replies, aims, asks):
+                    for c in stages.UNIT_QUESTION.parse(reply) if ask else stages.parse_inputs(call, reply):
                         candidates.append(c)  # aimed at those of its units it names (else a plain input)
                         if c not in aimed:
-                            aimed[c] = tuple(u for u in aim if on_target(c, naming[u])) if cfg.aim_stems else aim
+                            named_it = tuple(u for u in aim if on_target(c, naming[u]))
+                            aimed[c] = named_it if cfg.aim_stems or ask else aim
                             self.counts["aimed_off_target"] += bool(aim) and not aimed[c]
+                        if ask:
+                            self.counts["unit_questions"] += 1
+                            self.counts["unit_questions_off_target"] += not aimed[c]
                 kept = self.filter.add(candidates)
                 with critical():
                     for x in kept:
@@ -312,6 +324,18 @@ class _Run:
                 f"{drops or 'none'}): use a stronger --generator or --api-base/--api-model, add seed_inputs "
                 f"to the scenario, or lower --num-inputs; rerun to keep trying (kept inputs are saved)")
         return todo
+
+    def _input_replies(self, gen, calls: list[list[dict]], asks: list[str | None], rng: random.Random) -> list[str]:
+        """The generator's replies to a round's calls: list continuations sampled, unit questions greedy."""
+        out: list[str] = [""] * len(calls)
+        for stage, tokens, rows in ((stages.INPUTS, self.cfg.input_tokens, [i for i, a in enumerate(asks) if not a]),
+                                    (stages.UNIT_QUESTION, 48, [i for i, a in enumerate(asks) if a])):
+            if rows:
+                replies = gen.chat([calls[i] for i in rows], max_new_tokens=tokens, seed=rng.randrange(2**31),
+                                   **stage.sampling())
+                for i, reply in zip(rows, replies):
+                    out[i] = reply
+        return out
 
     def _aimed_calls(self, missing: int, n_calls: int) -> int:
         """How many of a round's calls aim at units: one for each input of the `coverage` share still
@@ -606,7 +630,8 @@ class _Run:
             "sampling": {"inputs": stages.INPUTS.sampling(), "teacher": "greedy", "student": "greedy",
                          "reason": stages.REASON.sampling(), "roleplay": "greedy",
                          "empty_reply_retry": {"temperature": 0.7, "top_p": 0.9},
-                         "teacher_resample": {"temperature": 0.7, "top_p": 0.9}},
+                         "teacher_resample": {"temperature": 0.7, "top_p": 0.9},
+                         **({"unit_questions": "greedy"} if self.cfg.unit_questions else {})},
             "settings": self.cfg.to_dict(),
             "counts": counts, "filter_drops": drops, "set_aside": getattr(old, "set_aside", None) or [],
             "teacher_checks": checks,
@@ -694,6 +719,9 @@ def format_summary(s: dict) -> str:
     if cov.get("units"):
         lines.append(f"  prompt units: {cov['units']}; with at least {cov['k']} inputs aimed at them "
                      f"{cov['units_with_k_inputs']}; drawn on by a teacher reply {cov['units_drawn_on']}")
+    if c.get("unit_questions"):
+        lines.append(f"  requests written for one unit (--unit-questions): {c['unit_questions']}, naming none of its "
+                     f"distinctive words (kept as plain inputs): {c.get('unit_questions_off_target', 0)}")
     if cov.get("teacher_demo_copies") or c.get("teacher_copied_demo"):
         lines.append(f"  teacher replies repeating a demonstration's wording: {cov.get('teacher_demo_copies', 0)} kept"
                      + (f" (of {c['teacher_copied_demo']} greedy ones, {c['teacher_copy_resampled']} replaced by "

@@ -131,6 +131,36 @@ def parse_inputs(messages: list[dict], reply: str) -> list[str]:
     return INPUTS.parse(f"{started}{joint}{reply}")[shown:]
 
 
+UNIT_QUESTION = Stage(
+    name="unit_question",
+    temperature=0.0,
+    parse=lambda reply: _first_line(reply),
+    template="For each fact, write a request that a user of this agent could send and that this fact answers.",
+)
+
+
+def unit_question_prompt(shown: list[tuple[str, str]], fact: str, continues: bool) -> list[dict]:
+    """One `--unit-questions` call: fact / request pairs (`coverage.question_pairs`, never the target's own),
+    then the target fact, whose request the generator writes. A continuing backend gets the pairs as the
+    started reply and ends the open "Question:" line: given a fact and shown how a request asks for one,
+    the embedded 135M model mostly asks about that fact, where told in an instruction to aim at it, it
+    mostly wrote about something else. Greedy: the shown pairs vary from call to call."""
+    body = "".join(f"Fact: {' '.join(f.split())}\nQuestion: {q}\n\n" for f, q in shown)
+    opened = f"{body}Fact: {' '.join(fact.split())}\nQuestion:"
+    if continues:
+        return [{"role": "user", "content": UNIT_QUESTION.template},
+                {"role": "assistant", "content": opened}]
+    return [{"role": "user", "content": f"{UNIT_QUESTION.template} Reply with the last question only.\n\n{opened}"}]
+
+
+def _first_line(reply: str) -> list[str]:
+    line = next((ln.strip() for ln in clean_reply(reply).splitlines() if ln.strip()), "")
+    for label in ("question:", "request:"):
+        if line.lower().startswith(label):
+            line = line[len(label):].strip()
+    return [line.strip('"')] if line and not line.lower().startswith("fact:") else []
+
+
 # -- teacher / student outputs --------------------------------------------------------------
 
 def parse_output(reply: str) -> str:
