@@ -34,6 +34,10 @@ def add_arguments(p):
     add_flags(g, SynthConfig, only=("num_inputs", "max_turns", "teacher_logprobs"))
     add_flags(g, TrainConfig, only=("epochs",))
     add_flags(g, EvalConfig, only=("env", "limit"))
+    g = p.add_argument_group("what the data and the loss hold (defaults: the preset's; see genpi synth / train "
+                             "--help)")
+    add_flags(g, SynthConfig, only=("coverage", "unit_questions", "cite_units"))
+    add_flags(g, TrainConfig, only=("kl",))
 
 
 def main(args) -> int:
