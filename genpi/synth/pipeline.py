@@ -329,7 +329,7 @@ class _Run:
         """The generator's replies to a round's calls: list continuations sampled, unit questions greedy."""
         out: list[str] = [""] * len(calls)
         for stage, tokens, rows in ((stages.INPUTS, self.cfg.input_tokens, [i for i, a in enumerate(asks) if not a]),
-                                    (stages.UNIT_QUESTION, 48, [i for i, a in enumerate(asks) if a])):
+                                    (stages.UNIT_QUESTION, stages.QUESTION_TOKENS, [i for i, a in enumerate(asks) if a])):
             if rows:
                 replies = gen.chat([calls[i] for i in rows], max_new_tokens=tokens, seed=rng.randrange(2**31),
                                    **stage.sampling())

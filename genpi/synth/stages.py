@@ -139,6 +139,9 @@ UNIT_QUESTION = Stage(
 )
 
 
+QUESTION_TOKENS = 48  # one request: the continuation stops being one after its first line
+
+
 def unit_question_prompt(shown: list[tuple[str, str]], fact: str, continues: bool) -> list[dict]:
     """One `--unit-questions` call: fact / request pairs (`coverage.question_pairs`, never the target's own),
     then the target fact, whose request the generator writes. A continuing backend gets the pairs as the
