@@ -131,10 +131,16 @@ def parse_inputs(messages: list[dict], reply: str) -> list[str]:
     return INPUTS.parse(f"{started}{joint}{reply}")[shown:]
 
 
+def _first_line(reply: str) -> list[str]:
+    line = next((ln.strip() for ln in clean_reply(reply).splitlines() if ln.strip()), "")
+    line = _strip_label(line, ("question:", "request:"))
+    return [line.strip('"')] if line and not line.lower().startswith("fact:") else []
+
+
 UNIT_QUESTION = Stage(
     name="unit_question",
     temperature=0.0,
-    parse=lambda reply: _first_line(reply),
+    parse=_first_line,
     template="For each fact, write a request that a user of this agent could send and that this fact answers.",
 )
 
@@ -154,14 +160,6 @@ def unit_question_prompt(shown: list[tuple[str, str]], fact: str, continues: boo
         return [{"role": "user", "content": UNIT_QUESTION.template},
                 {"role": "assistant", "content": opened}]
     return [{"role": "user", "content": f"{UNIT_QUESTION.template} Reply with the last question only.\n\n{opened}"}]
-
-
-def _first_line(reply: str) -> list[str]:
-    line = next((ln.strip() for ln in clean_reply(reply).splitlines() if ln.strip()), "")
-    for label in ("question:", "request:"):
-        if line.lower().startswith(label):
-            line = line[len(label):].strip()
-    return [line.strip('"')] if line and not line.lower().startswith("fact:") else []
 
 
 # -- teacher / student outputs --------------------------------------------------------------
@@ -195,8 +193,8 @@ def reason_prompt(sc: Scenario, x: str, student: str, teacher: str, sentences: i
     return [{"role": "user", "content": text}]
 
 
-def _strip_label(text: str) -> str:
-    for label in ("explanation:", "reason:", "answer:", "the difference:"):
+def _strip_label(text: str, labels: tuple[str, ...] = ("explanation:", "reason:", "answer:", "the difference:")) -> str:
+    for label in labels:
         if text.lower().startswith(label):
             return text[len(label):].strip()
     return text
