@@ -8,7 +8,8 @@ Methods (--methods): genpi (the paper's joint loss), sft, sft-kl, prompt-mix, ge
 plus token-level KL to the prompted teacher), genpi+on-policy (plus the on-policy reverse KL),
 genpi+kl+on-policy, genpi+kl+grounded (genpi+kl with `--grounded-repeats 3`: records whose teacher reply
 uses a fact or rule of the prompt trained on three times per epoch), and genpi+kl+units (genpi+kl with
-`--pg-units`: a PG example per record whose request names a unit, writing out that unit). Every step
+`--pg-units`: a PG example per record whose request names a unit, writing out that unit); `genpi+kl=W` is
+the joint loss with the KL term at weight W (genpi is W = 0, genpi+kl W = 1). Every step
 writes into OUT and resumes: rerunning the same command skips what is done (synthesis, adapters and
 replies are all resume stores).
 
@@ -47,6 +48,21 @@ METHODS: dict[str, dict] = {
     "genpi+kl+12-epochs": {"method": "genpi", "kl": 1.0, "epochs": 12},
 }
 BASELINES = ("with_prompt", "no_prompt")
+
+
+def method_fields(name: str) -> dict | None:
+    """The TrainConfig fields of a method name: one of METHODS, or genpi+kl=W (the KL term at weight W >= 0);
+    None for an unknown name."""
+    if name in METHODS:
+        return METHODS[name]
+    weight = name.removeprefix("genpi+kl=")
+    if weight == name:
+        return None
+    try:
+        w = float(weight)
+    except ValueError:
+        return None
+    return {"method": "genpi", "kl": w} if 0 <= w < float("inf") else None
 # `genpi synth` options passed on, and what each does
 SYNTH_FLAGS = {
     "aim_stems": "aimed requests open with their unit's label",
@@ -68,7 +84,7 @@ def _parse(argv):
     ap.add_argument("--out", required=True, help="work folder (resumable)")
     ap.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (synthesis and training)")
     ap.add_argument("--methods", default="genpi,sft,sft-kl,prompt-mix,genpi+kl,genpi+on-policy",
-                    help=f"comma-separated, from: {', '.join(METHODS)}")
+                    help=f"comma-separated, from: {', '.join(METHODS)}, genpi+kl=W (the KL term at weight W)")
     ap.add_argument("--preset", default="quick")
     ap.add_argument("--model", default=None, help="base model (default: the preset's)")
     ap.add_argument("--batch-size", type=int, default=None,
@@ -90,9 +106,10 @@ def _parse(argv):
     except ValueError:
         ap.error(f"--seeds {args.seeds!r}: give integers separated by commas, e.g. 0,1,2")
     args.methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-    bad = [m for m in args.methods if m not in METHODS]
+    bad = [m for m in args.methods if method_fields(m) is None]
     if bad or not args.methods or not args.seeds:
-        ap.error(f"--methods: unknown {', '.join(bad) or '(none)'}; choose from {', '.join(METHODS)}")
+        ap.error(f"--methods: unknown {', '.join(bad) or '(none)'}; choose from {', '.join(METHODS)}, "
+                 "or genpi+kl=W with a weight W >= 0")
     return args
 
 
@@ -118,7 +135,7 @@ def run_one(scenario_path: str, seed: int, methods: list[str], preset: str, mode
     adapters = []
     for m in methods:
         t0 = time.time()
-        cfg = TrainConfig.from_preset(preset, seed=seed, **METHODS[m])
+        cfg = TrainConfig.from_preset(preset, seed=seed, **method_fields(m))
         train_adapter(sc, ref, work / "data", work / "adapters" / m, cfg, progress=True)
         t[f"train_{m}_s"] = round(time.time() - t0, 1)
         adapters.append(work / "adapters" / m)

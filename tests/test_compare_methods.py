@@ -85,6 +85,18 @@ def test_bad_options_stop_with_one_line(tmp_path, capsys):
     with pytest.raises(SystemExit):
         mod.main(["x.yaml", "--out", str(tmp_path), "--seeds", "a,b"])
     assert "give integers" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:
+        mod.main(["x.yaml", "--out", str(tmp_path), "--methods", "genpi+kl=-1"])
+    assert e.value.code == 2 and "unknown genpi+kl=-1" in capsys.readouterr().err
+
+
+def test_a_kl_weight_is_a_method():
+    mod = _script()
+    assert mod.method_fields("genpi+kl=0.25") == {"method": "genpi", "kl": 0.25}
+    assert mod.method_fields("genpi+kl=0") == {"method": "genpi", "kl": 0.0}
+    assert mod.method_fields("genpi+kl") == mod.METHODS["genpi+kl"]
+    for bad in ("genpi+kl=", "genpi+kl=x", "genpi+kl=-0.5", "genpi+kl=inf", "genpi+kl=nan", "sft+kl=0.5"):
+        assert mod.method_fields(bad) is None, bad
 
 
 def test_synthesis_options_are_passed_on(tmp_path, monkeypatch):
