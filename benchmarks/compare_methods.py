@@ -16,7 +16,8 @@ replies are all resume stores).
 Evaluation is first replies on the scenario's held-out inputs (`genpi eval --env simulated`: no sandbox
 episodes), greedy, with the checks, the expectations (facts) and the KL to the prompted model.
 Prints a markdown table (mean ± sample standard deviation over seeds, and each seed's value for the
-score) and writes OUT/compare.json, OUT/compare.md and OUT/compare.png.
+score) and writes OUT/compare.json, OUT/compare.md, OUT/compare.png (scores) and, where a scenario has
+expectations, OUT/compare-facts.png (facts against KL to the teacher).
 """
 
 from __future__ import annotations
@@ -158,9 +159,11 @@ def _cell(xs: list[float], digits: int = 2) -> str:
     return "–" if m is None else f"{m:.{digits}f} ± {sd:.{digits}f}"
 
 
-def variant_names(adapters: Path, methods: list[str]) -> dict[str, str]:
-    """Method -> the name evaluation gave its adapter (run_one evaluates the methods' adapters in this order;
-    two of one method, e.g. genpi+kl and genpi+kl+12-epochs, are told apart there by folder)."""
+def variant_names(report: dict, adapters: Path, methods: list[str]) -> dict[str, str]:
+    """Method -> the name evaluation gave its adapter, by the adapter's folder (adapters/METHOD) in the
+    report; a report without its adapters' folders is named as run_one evaluates, in the methods' order."""
+    if report.get("adapters"):
+        return {Path(p).name: v for v, p in report["adapters"].items() if Path(p).name in methods}
     from genpi.evaluate.runner import plan_variants
 
     dirs = [(m, adapters / m) for m in methods if (adapters / m / "adapter_model.safetensors").is_file()]
@@ -181,9 +184,9 @@ def summarize(out: Path, scenarios: list[str], seeds: list[int], methods: list[s
             if not rd.report_path.is_file():
                 continue
             rep = rd.read()
-            names = variant_names(out / name / f"seed{seed}" / "adapters", methods)
+            names = variant_names(rep, out / name / f"seed{seed}" / "adapters", methods)
             for v in (*BASELINES, *methods):
-                r = rep["variants"].get(names.get(v, v))
+                r = rep["variants"].get(v if v in BASELINES else names.get(v, ""))
                 if r is None:
                     continue
                 row = per.setdefault(v, {"seeds": [], "score": [], "expectations": [], "expectations_kept": [],
@@ -236,6 +239,44 @@ def plot(summary: dict, path: Path) -> Path | None:
     return path
 
 
+def plot_facts(summary: dict, path: Path) -> Path | None:
+    """Facts against KL to the teacher, one panel per scenario with expectations: each method's mean with the
+    seeds' spread both ways, the prompted model's facts and 0.8x of them, and the 0.5-nat closeness line."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    names = [n for n, per in summary.items() if any(x is not None for r in per.values() for x in r["expectations"])]
+    if not names:
+        return None
+    fig, axes = plt.subplots(1, len(names), figsize=(5.5 * len(names), 4), squeeze=False)
+    for ax, name in zip(axes[0], names):
+        per = summary[name]
+        prompted, _ = _mean_sd(per.get("with_prompt", {}).get("expectations", []))
+        if prompted is not None:
+            ax.axhline(prompted, color="#999", lw=1, label=f"prompted model ({prompted:.2f})")
+            ax.axhline(0.8 * prompted, color="#999", lw=1, ls="--", label="0.8x the prompted model")
+        ax.axvline(0.5, color="#c44", lw=1, ls=":", label="KL 0.5 nats")
+        for v, r in per.items():
+            (y, ysd), (x, xsd) = _mean_sd(r["expectations"]), _mean_sd(r["kl_to_teacher"])
+            if v in BASELINES or x is None or y is None:
+                continue
+            ax.errorbar(x, y, xerr=xsd, yerr=ysd, fmt="o", capsize=3, color="#3b7dd8")
+            ax.annotate(f"{v} ({len(r['seeds'])})", (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
+        ax.set_xlabel("KL to the prompted model (nats)", fontsize=8)
+        ax.set_ylabel("facts (share of held-out answers)", fontsize=8)
+        ax.set_ylim(bottom=0)
+        ax.set_title(f"{name}: facts vs closeness (mean ± sd; seeds)", fontsize=9)
+        ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def main(argv=None) -> int:
     args = _parse(argv)
     out = Path(args.out)
@@ -268,9 +309,9 @@ def main(argv=None) -> int:
               "machine": machine, "timings": timings, "summary": summary}
     (out / "compare.json").write_text(json.dumps(result, indent=1))
     (out / "compare.md").write_text(md + "\n")
-    png = plot(summary, out / "compare.png")
+    pngs = [p for p in (plot(summary, out / "compare.png"), plot_facts(summary, out / "compare-facts.png")) if p]
     print(md)
-    print(f"\n{machine}; timings (s): {json.dumps(timings)}" + (f"; plot: {png}" if png else ""))
+    print(f"\n{machine}; timings (s): {json.dumps(timings)}" + (f"; plots: {', '.join(map(str, pngs))}" if pngs else ""))
     return 0
 
 

@@ -83,8 +83,8 @@ def add_flags(p: argparse.ArgumentParser | argparse._ArgumentGroup, cls: type[St
         default = describe_default(cls, f)
         # a field whose default is "not set" says in its own help what that means
         help_text = f"{f.metadata['help']}" + ("" if default in (None, "None") else f" (default: {default})")
-        if kind is bool:
-            p.add_argument(flag_of(f), dest=name, action="store_true", default=None, help=help_text)
+        if kind is bool:  # --x / --no-x: a preset may turn it on, and the user off
+            p.add_argument(flag_of(f), dest=name, action=argparse.BooleanOptionalAction, default=None, help=help_text)
             continue
         p.add_argument(flag_of(f), dest=name, type=kind, default=None, metavar=f.metadata.get("metavar"),
                        choices=f.metadata.get("choices"), help=help_text)

@@ -71,6 +71,7 @@ def test_compares_methods_over_seeds_and_resumes(tmp_path, capsys, tiny_ref):
         assert long["hyperparameters"]["epochs"] == 12 and long["hyperparameters"]["kl"] == 0.0
     rows = [line for line in table.splitlines() if line.startswith("|")]
     assert len(rows) == 2 + 4 and "| genpi+kl | 2 |" in rows[-1]
+    assert (out / "compare-facts.png").is_file()  # the scenario has expectations: facts against KL
     assert (out / "compare.png").is_file() and (out / "compare.md").read_text().strip() == "\n".join(rows)
     # everything is stored: a second run redoes nothing and prints the same table
     assert mod.main(args + ["--summary-only"]) == 0
@@ -88,6 +89,24 @@ def test_bad_options_stop_with_one_line(tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         mod.main(["x.yaml", "--out", str(tmp_path), "--methods", "genpi+kl=-1"])
     assert e.value.code == 2 and "unknown genpi+kl=-1" in capsys.readouterr().err
+
+
+def test_facts_plot_only_where_there_are_facts(tmp_path):
+    mod = _script()
+    row = {"seeds": [0], "score": [0.5], "expectations": [None], "kl_to_teacher": [0.4]}
+    assert mod.plot_facts({"agent": {"genpi": row}}, tmp_path / "f.png") is None and not (tmp_path / "f.png").exists()
+    facts = {"with_prompt": {**row, "expectations": [0.2], "kl_to_teacher": [None]},
+             "genpi+kl=0.3": {**row, "expectations": [0.1]}}
+    assert mod.plot_facts({"agent": {"genpi": row}, "desk": facts}, tmp_path / "f.png") == tmp_path / "f.png"
+    assert (tmp_path / "f.png").stat().st_size > 0
+
+
+def test_variants_are_found_by_their_adapter_folder(tmp_path):
+    mod = _script()
+    report = {"adapters": {"genpi": "o/s/seed1/adapters/genpi", "genpi+kl": "o/s/seed1/adapters/genpi+kl=0.3"}}
+    # evaluated in another order than asked for now, and named by method: found by folder all the same
+    assert mod.variant_names(report, tmp_path, ["genpi+kl", "genpi+kl=0.3", "genpi"]) == {
+        "genpi": "genpi", "genpi+kl=0.3": "genpi+kl"}
 
 
 def test_a_kl_weight_is_a_method():

@@ -315,6 +315,7 @@ def test_variants_are_named_by_method_and_distillation_terms():
     assert label("genpi", kl=0.0, on_policy=0.0) == "genpi"
     assert label("genpi", kl=1.0, on_policy=0.0) == "genpi+kl"
     assert label("genpi", kl=1.0, on_policy=0.5) == "genpi+kl+on-policy"
+    assert label("genpi", kl=0.3) == "genpi+kl=0.3" and label("genpi", kl=0.3, pg_units=True) == "genpi+kl=0.3+units"
     assert label("sft-kl", kl=0.0, on_policy=1.0) == "sft-kl+on-policy"
     assert label("sft") == "sft" and label(None) is None
     assert label("genpi", kl=1.0, grounded_repeats=3) == "genpi+kl+grounded"

@@ -368,6 +368,26 @@ def test_config_from_preset(sc):
         SynthConfig.from_preset("smoke", sc, batch_size=0)
 
 
+def test_the_facts_preset_is_quick_asking_about_every_fact(sc):
+    from genpi.cli import build_parser
+    from genpi.config import overrides_from
+    from genpi.presets import PRESETS
+    from genpi.synth import SynthConfig
+    from genpi.train import TrainConfig
+
+    facts, quick = SynthConfig.from_preset("facts", sc), SynthConfig.from_preset("quick", sc)
+    assert (facts.num_inputs, facts.coverage, facts.unit_questions, facts.cite_units) == (72, 1.0, True, True)
+    assert {k for k, v in facts.to_dict().items() if quick.to_dict()[k] != v} == {
+        "num_inputs", "coverage", "unit_questions", "cite_units"}
+    assert TrainConfig.from_preset("facts").kl == 0.0 and TrainConfig.from_preset("quick").kl == 1.0
+    assert PRESETS["facts"]["eval"] == PRESETS["quick"]["eval"] and PRESETS["facts"]["model"] == "default"
+    # a preset's switch is turned off on the command line, and on where the preset leaves it off
+    args = build_parser().parse_args(["synth", "s.yaml", "--out", "d", "--preset", "facts", "--no-cite-units"])
+    assert SynthConfig.from_preset("facts", sc, **overrides_from(args, SynthConfig)).cite_units is False
+    args = build_parser().parse_args(["run", "s.yaml", "--out", "d", "--unit-questions"])
+    assert overrides_from(args, SynthConfig) == {"unit_questions": True}
+
+
 def test_teacher_replies_that_break_a_check_are_sampled_again(sc, tiny_ref, tmp_path):
     """A greedy teacher reply failing the scenario's check is replaced by the first sample that passes."""
     canned = Canned()

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from ..artifacts import AdapterDir, DataDir
 from ..errors import GenpiError
 from ..models import ModelRef, resolve_model
-from ..presets import PRESETS, check_preset, preset_model
+from ..presets import PRESET_USES, PRESETS, check_preset, preset_model
 from ..scenario import Scenario, load_scenario
 
 if TYPE_CHECKING:
@@ -56,7 +56,8 @@ def add_model_api(p: argparse.ArgumentParser) -> None:
 
 def add_preset(p: argparse.ArgumentParser, default: str = "quick") -> None:
     p.add_argument("--preset", default=default, choices=list(PRESETS),
-                   help=f"sizes for every stage: smoke (tests), quick (CPU minutes), paper (default: {default})")
+                   help=f"sizes for every stage: {', '.join(f'{p} ({u})' for p, u in PRESET_USES.items())} "
+                        f"(default: {default})")
 
 
 def add_out(p: argparse.ArgumentParser, metavar: str, what: str) -> None:

@@ -55,12 +55,14 @@ def plan_variants(adapter_dirs: list[Path]) -> list[Variant]:
 
 
 def method_label(meta) -> str | None:
-    """'genpi', 'sft', ... with '+kl' / '+on-policy' when the adapter was trained with those terms, and
-    '+grounded' / '+units' with those options (the names benchmarks/compare_methods.py gives them)."""
+    """'genpi', 'sft', ... with '+kl' / '+on-policy' when the adapter was trained with those terms ('+kl=W'
+    for a KL weight W other than 1), and '+grounded' / '+units' with those options (the names
+    benchmarks/compare_methods.py gives them)."""
     if not meta.method:
         return None
     hp = getattr(meta, "hyperparameters", None) or {}
-    extra = ("+kl" if (hp.get("kl") or 0) > 0 and meta.method == "genpi" else "") + \
+    kl = hp.get("kl") or 0
+    extra = (("+kl" if kl == 1 else f"+kl={kl:g}") if kl > 0 and meta.method == "genpi" else "") + \
         ("+on-policy" if (hp.get("on_policy") or 0) > 0 else "") + \
         ("+grounded" if (hp.get("grounded_repeats") or 1) > 1 else "") + ("+units" if hp.get("pg_units") else "")
     return meta.method + extra
