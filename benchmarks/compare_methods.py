@@ -64,6 +64,8 @@ def method_fields(name: str) -> dict | None:
     except ValueError:
         return None
     return {"method": "genpi", "kl": w} if 0 <= w < float("inf") else None
+
+
 # `genpi synth` options passed on, and what each does
 SYNTH_FLAGS = {
     "aim_stems": "aimed requests open with their unit's label",

@@ -371,7 +371,7 @@ def test_config_from_preset(sc):
 def test_the_facts_preset_is_quick_asking_about_every_fact(sc):
     from genpi.cli import build_parser
     from genpi.config import overrides_from
-    from genpi.presets import PRESETS
+    from genpi.presets import PRESET_USES, PRESETS
     from genpi.synth import SynthConfig
     from genpi.train import TrainConfig
 
@@ -381,6 +381,7 @@ def test_the_facts_preset_is_quick_asking_about_every_fact(sc):
         "num_inputs", "coverage", "unit_questions", "cite_units"}
     assert TrainConfig.from_preset("facts").kl == 0.0 and TrainConfig.from_preset("quick").kl == 1.0
     assert PRESETS["facts"]["eval"] == PRESETS["quick"]["eval"] and PRESETS["facts"]["model"] == "default"
+    assert set(PRESET_USES) == set(PRESETS)  # --preset's help names each
     # a preset's switch is turned off on the command line, and on where the preset leaves it off
     args = build_parser().parse_args(["synth", "s.yaml", "--out", "d", "--preset", "facts", "--no-cite-units"])
     assert SynthConfig.from_preset("facts", sc, **overrides_from(args, SynthConfig)).cite_units is False
