@@ -11,7 +11,8 @@ uses a fact or rule of the prompt trained on three times per epoch), and genpi+k
 `--pg-units`: a PG example per record whose request names a unit, writing out that unit); `genpi+kl=W` is
 the joint loss with the KL term at weight W (genpi is W = 0, genpi+kl W = 1). Every step
 writes into OUT and resumes: rerunning the same command skips what is done (synthesis, adapters and
-replies are all resume stores).
+replies are all resume stores), and a run with other methods on the same OUT trains only those and
+evaluates them beside every adapter trained there before.
 
 Evaluation is first replies on the scenario's held-out inputs (`genpi eval --env simulated`: no sandbox
 episodes), greedy, with the checks, the expectations (facts) and the KL to the prompted model.
@@ -119,7 +120,8 @@ def _parse(argv):
 def run_one(scenario_path: str, seed: int, methods: list[str], preset: str, model: str | None, out: Path,
             timings: dict, batch_size: int | None = None, synth_env: str | None = None,
             synth_flags: dict | None = None) -> Path:
-    """Synthesize, train every method and evaluate, for one scenario and seed; return the report folder."""
+    """Synthesize, train every method and evaluate them with the adapters earlier runs trained for this
+    scenario and seed; return the report folder."""
     from genpi.evaluate import EvalConfig, evaluate
     from genpi.models import resolve_model
     from genpi.presets import preset_model
@@ -142,6 +144,9 @@ def run_one(scenario_path: str, seed: int, methods: list[str], preset: str, mode
         train_adapter(sc, ref, work / "data", work / "adapters" / m, cfg, progress=True)
         t[f"train_{m}_s"] = round(time.time() - t0, 1)
         adapters.append(work / "adapters" / m)
+    # and every adapter an earlier run trained for this seed, so the report keeps them all
+    adapters += sorted(d for d in (work / "adapters").iterdir()
+                       if d.name not in methods and (d / "adapter_model.safetensors").is_file())
     t0 = time.time()
     env = "simulated" if sc.eval.environment is not None else None
     evaluate(sc, ref, adapters, work / "report", EvalConfig.from_preset(preset, env=env, batch_size=batch_size))

@@ -76,6 +76,14 @@ def test_compares_methods_over_seeds_and_resumes(tmp_path, capsys, tiny_ref):
     # everything is stored: a second run redoes nothing and prints the same table
     assert mod.main(args + ["--summary-only"]) == 0
     assert [line for line in capsys.readouterr().out.splitlines() if line.startswith("|")] == rows
+    # another method on the same folder: trained alone, evaluated beside the adapters trained before, which
+    # keep their figures (the report is not cut down to the methods of the latest run)
+    assert mod.main([str(sc), "--out", str(out), "--seeds", "0", "--methods", "genpi+kl=0.5", "--preset", "smoke"]) == 0
+    report = json.loads((out / "mini-desk" / "seed0" / "report" / "report.json").read_text())
+    assert {Path(p).name for p in report["adapters"].values()} == {"genpi+12-epochs", "genpi+kl", "genpi+kl=0.5"}
+    assert "genpi+kl=0.5" in report["variants"]
+    both = mod.summarize(out, [str(sc)], [0], ["genpi+kl", "genpi+kl=0.5"])["mini-desk"]
+    assert both["genpi+kl"]["score"] == per["genpi+kl"]["score"][:1] and both["genpi+kl=0.5"]["seeds"] == [0]
 
 
 def test_bad_options_stop_with_one_line(tmp_path, capsys):
