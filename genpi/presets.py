@@ -52,8 +52,8 @@ PRESETS: dict[str, dict] = {
 # pairs (--unit-questions), a first reply that leaves out its asked fact given that fact (--cite-units),
 # and the paper's loss (kl 0). In benchmarks/compare_methods.py (README "Asking about every fact") it kept
 # 0.9x the prompted model's facts on the IT-policy sheet (quick: next to none) and about as many as the
-# prompted model on the support desk (quick: 0.6x); the KL term, even at 0.3, brings the adapter closer to
-# the teacher token by token but costs about a third of those facts. About twice quick's time
+# prompted model on the support desk (quick: 0.6x); the KL term, even at 0.1 or 0.3, brings the adapter
+# closer to the teacher token by token but costs a third to a half of those facts. About twice quick's time
 # (IT-policy sheet, this 2-core CPU: 18 min with the cost benchmark).
 PRESETS["facts"] = {**PRESETS["quick"],
                     "synth": {**PRESETS["quick"]["synth"], "num_inputs": 72, "coverage": 1.0, "unit_questions": True,
