@@ -276,6 +276,7 @@ def plot_facts(summary: dict, path: Path) -> Path | None:
         ax.set_xlabel("KL to the prompted model (nats)", fontsize=8)
         ax.set_ylabel("facts (share of held-out answers)", fontsize=8)
         ax.set_ylim(bottom=0)
+        ax.margins(x=0.15)  # room for the labels of the outermost points
         ax.set_title(f"{name}: facts vs closeness (mean ± sd; seeds)", fontsize=9)
         ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
