@@ -166,15 +166,10 @@ def _cell(xs: list[float], digits: int = 2) -> str:
     return "–" if m is None else f"{m:.{digits}f} ± {sd:.{digits}f}"
 
 
-def variant_names(report: dict, adapters: Path, methods: list[str]) -> dict[str, str]:
-    """Method -> the name evaluation gave its adapter, by the adapter's folder (adapters/METHOD) in the
-    report; a report without its adapters' folders is named as run_one evaluates, in the methods' order."""
-    if report.get("adapters"):
-        return {Path(p).name: v for v, p in report["adapters"].items() if Path(p).name in methods}
-    from genpi.evaluate.runner import plan_variants
-
-    dirs = [(m, adapters / m) for m in methods if (adapters / m / "adapter_model.safetensors").is_file()]
-    return {m: v.name for (m, _), v in zip(dirs, plan_variants([d for _, d in dirs])[2:])}
+def variant_names(report: dict, methods: list[str]) -> dict[str, str]:
+    """Method -> the name evaluation gave its adapter, found by the adapter's folder (adapters/METHOD), which
+    report.json records: the names themselves follow the order of evaluation."""
+    return {Path(p).name: v for v, p in report.get("adapters", {}).items() if Path(p).name in methods}
 
 
 def summarize(out: Path, scenarios: list[str], seeds: list[int], methods: list[str]) -> dict:
@@ -191,7 +186,7 @@ def summarize(out: Path, scenarios: list[str], seeds: list[int], methods: list[s
             if not rd.report_path.is_file():
                 continue
             rep = rd.read()
-            names = variant_names(rep, out / name / f"seed{seed}" / "adapters", methods)
+            names = variant_names(rep, methods)
             for v in (*BASELINES, *methods):
                 r = rep["variants"].get(v if v in BASELINES else names.get(v, ""))
                 if r is None:

@@ -2,7 +2,8 @@
 prompt that is mostly facts and policies, `paper` for the paper's sizes.
 
 Each stage's values are keyword arguments of that stage's config (genpi/config.py and the `config`
-module of each stage); a flag given on the command line overrides them. `model` is the default --model.
+module of each stage); a flag given on the command line overrides them. `model` is the default --model;
+`use` says what the preset is for (in --preset's help).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from .errors import GenpiError
 
 PRESETS: dict[str, dict] = {
     "smoke": {
+        "use": "tests",
         "model": "tiny",
         "synth": {"num_inputs": 4, "max_turns": 2, "max_new_tokens": 16, "reason_tokens": 16},
         "train": {"epochs": 1, "batch_size": 2, "grad_accum": 1, "learning_rate": 1e-3,
@@ -30,6 +32,7 @@ PRESETS: dict[str, dict] = {
     # (4 scenarios x 3 seeds) it tied the paper's loss on mean score (0.60 each) with a third of its KL
     # to the teacher and a smaller spread across seeds; `paper` keeps the paper's loss (kl 0).
     "quick": {
+        "use": "CPU minutes",
         "model": "default",
         "synth": {"num_inputs": 24, "max_turns": 2, "max_new_tokens": 64, "reason_tokens": 64},
         "train": {"epochs": 4, "batch_size": 2, "grad_accum": 1, "learning_rate": 5e-4,
@@ -39,6 +42,7 @@ PRESETS: dict[str, dict] = {
         "bench": {"turns": 2, "reply_tokens": 40, "env_tokens": 40, "conversations": 1, "repeats": 1},
     },
     "paper": {
+        "use": "the paper's sizes",
         "model": "default",
         "synth": {"num_inputs": 1000, "max_turns": 10, "max_new_tokens": 512, "reason_tokens": 512},
         "train": {"epochs": 10, "batch_size": 4, "grad_accum": 8, "learning_rate": 1e-4,
@@ -55,12 +59,11 @@ PRESETS: dict[str, dict] = {
 # prompted model on the support desk (quick: 0.6x); the KL term, even at 0.1 or 0.3, brings the adapter
 # closer to the teacher token by token but costs a third to a half of those facts. About twice quick's time
 # (IT-policy sheet, this 2-core CPU: 18 min with the cost benchmark).
-PRESETS["facts"] = {**PRESETS["quick"],
+PRESETS["facts"] = {**PRESETS["quick"], "use": "quick for a fact-heavy prompt",
                     "synth": {**PRESETS["quick"]["synth"], "num_inputs": 72, "coverage": 1.0, "unit_questions": True,
                               "cite_units": True},
                     "train": {**PRESETS["quick"]["train"], "kl": 0.0}}
-PRESET_USES = {"smoke": "tests", "quick": "CPU minutes", "facts": "quick for a fact-heavy prompt",
-               "paper": "the paper's sizes"}
+PRESET_USES = {name: p["use"] for name, p in PRESETS.items()}  # for --preset's help
 STAGES = ("synth", "train", "eval", "bench")
 
 

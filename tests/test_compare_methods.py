@@ -109,11 +109,11 @@ def test_facts_plot_only_where_there_are_facts(tmp_path):
     assert (tmp_path / "f.png").stat().st_size > 0
 
 
-def test_variants_are_found_by_their_adapter_folder(tmp_path):
+def test_variants_are_found_by_their_adapter_folder():
     mod = _script()
     report = {"adapters": {"genpi": "o/s/seed1/adapters/genpi", "genpi+kl": "o/s/seed1/adapters/genpi+kl=0.3"}}
     # evaluated in another order than asked for now, and named by method: found by folder all the same
-    assert mod.variant_names(report, tmp_path, ["genpi+kl", "genpi+kl=0.3", "genpi"]) == {
+    assert mod.variant_names(report, ["genpi+kl", "genpi+kl=0.3", "genpi"]) == {
         "genpi": "genpi", "genpi+kl=0.3": "genpi+kl"}
 
 
