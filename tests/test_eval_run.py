@@ -196,6 +196,33 @@ def test_scores_retention_and_normalized_from_known_replies(tiny_ref, adapters, 
     assert "kl_to_teacher" not in v["with_prompt"] and "retention" not in v["with_prompt"]
 
 
+def test_a_default_adapter_that_loses_the_facts_is_pointed_at_the_facts_preset(tiny_ref, adapters, tmp_path,
+                                                                                 monkeypatch, capsys):
+    import genpi.evaluate.evaluation as evaluation
+
+    kl1 = tmp_path / "kl1"  # the same weights, trained (says its genpi.json) with the default's KL term
+    shutil.copytree(adapters[0], kl1)
+    meta = json.loads((kl1 / "genpi.json").read_text())
+    (kl1 / "genpi.json").write_text(json.dumps({**meta, "hyperparameters": {"kl": 1.0}}))
+    # the teacher meets 1 of the 2 expectations; both adapters meet none
+    canned = {**CANNED, "genpi": ["Plan: du", "Plan: list it", "Plan: id"],
+              "genpi+kl": ["Plan: du", "Plan: cd", "Plan: id"]}
+    monkeypatch.setattr(evaluation, "run_variant", _canned_run_variant(canned))
+    scen = tmp_path / "s.yaml"
+    scen.write_text(SCENARIO)
+    report = evaluate(load_scenario(scen), tiny_ref, [adapters[0], kl1], tmp_path / "r", EvalConfig(max_new_tokens=6))
+    hints = [n for n in report["notes"] if "--preset facts" in n]
+    # only the KL-trained adapter: the paper's loss (genpi, kl 0) is what the facts preset trains already
+    assert len(hints) == 1 and hints[0].startswith("genpi+kl states the expected fact in 0 of 2 held-out answers, "
+                                                   "the prompted model in 1:")
+    assert "genpi eval: note: genpi+kl states" in capsys.readouterr().err
+    assert hints[0] in (tmp_path / "r" / "report.md").read_text()
+    # at the prompted model's facts, no hint
+    monkeypatch.setattr(evaluation, "run_variant", _canned_run_variant({**canned, "genpi+kl": CANNED["a2"]}))
+    report = evaluate(load_scenario(scen), tiny_ref, [adapters[0], kl1], tmp_path / "r2", EvalConfig(max_new_tokens=6))
+    assert not [n for n in report["notes"] if "--preset facts" in n]
+
+
 def test_a_ceiling_of_zero_leaves_retention_null(tiny_ref, tmp_path, monkeypatch):
     import genpi.evaluate.evaluation as evaluation
 
@@ -320,3 +347,17 @@ def test_variants_are_named_by_method_and_distillation_terms():
     assert label("sft") == "sft" and label(None) is None
     assert label("genpi", kl=1.0, grounded_repeats=3) == "genpi+kl+grounded"
     assert label("genpi", kl=1.0, grounded_repeats=1, pg_units=True) == "genpi+kl+units"
+
+
+def test_the_summary_line_gives_facts_where_inputs_expect_them():
+    from genpi.commands.eval import summary_line
+
+    v = {"with_prompt": {"score": 0.64, "expectations": 0.28},
+         "no_prompt": {"score": 0.03, "retention": 0.05, "expectations": 0.06, "expectations_kept": 0.0},
+         "genpi+kl": {"score": 0.55, "retention": 0.86, "expectations": 0.17, "expectations_kept": 0.4}}
+    assert summary_line({"scenario": "s", "variants": v}).splitlines() == [
+        "s: score with_prompt 0.64, no_prompt 0.03 (retention 0.05), genpi+kl 0.55 (retention 0.86)",
+        "facts: with_prompt 0.28, no_prompt 0.06 (kept 0.00), genpi+kl 0.17 (kept 0.40)"]
+    for x in v.values():
+        x["expectations"] = None  # no input expects a fact: no facts line
+    assert summary_line({"scenario": "s", "variants": v}).count("\n") == 0

@@ -43,13 +43,19 @@ def main(args) -> int:
 
 
 def summary_line(report: dict) -> str:
-    """One line per variant: score and, where defined, retention."""
+    """Each variant's score and, where defined, retention; facts found and kept where the inputs expect any;
+    task success where episodes ran."""
     parts = []
     for name, v in report["variants"].items():
         s = "–" if v["score"] is None else f"{v['score']:.2f}"
         r = v.get("retention")
         parts.append(f"{name} {s}" + (f" (retention {r:.2f})" if r is not None else ""))
     line = f"{report['scenario']}: score " + ", ".join(parts)
+    facts = {n: v for n, v in report["variants"].items() if v.get("expectations") is not None}
+    if facts:  # the share of held-out answers that state the expected fact, and of the prompted model's kept
+        line += "\nfacts: " + ", ".join(f"{n} {v['expectations']:.2f}" + (
+            f" (kept {v['expectations_kept']:.2f})" if v.get("expectations_kept") is not None else "")
+            for n, v in facts.items())
     envs = {n: v["env"] for n, v in report["variants"].items() if v.get("env")}
     if envs:
         tasks = []

@@ -37,6 +37,32 @@ def overlap_warnings(sc: Scenario, adapter_dirs: list[Path]) -> list[str]:
     return out
 
 
+FACTS_HINT_BELOW = 0.8  # of the prompted model's facts: the issue's target, and where the hint speaks up
+
+
+def facts_hints(sc: Scenario, variants: dict, adapters: dict[str, Path]) -> list[str]:
+    """A line for each adapter trained with a KL term to the teacher (the default) whose replies state the
+    expected fact in fewer than 0.8x as many held-out answers as the prompted model's: the `facts` preset
+    (the paper's loss on data that asks about every unit) is what kept them on the two fact sheets measured."""
+    n = sum(1 for e in sc.eval.inputs if e.expect)
+    ceiling = variants[CEILING].get("expectations")
+    if not n or not ceiling:
+        return []
+    out = []
+    for name, folder in adapters.items():
+        meta = AdapterDir(folder).read_meta()
+        hp = getattr(meta, "hyperparameters", None) or {}
+        found = variants[name].get("expectations")
+        if meta.method != "genpi" or not (hp.get("kl") or 0) > 0 or found is None:
+            continue
+        if found < FACTS_HINT_BELOW * ceiling:
+            out.append(f"{name} states the expected fact in {round(found * n)} of {n} held-out answers, the prompted "
+                       f"model in {round(ceiling * n)}: for a prompt that is mostly facts, `--preset facts` kept "
+                       "about as many as the prompted model on the README's two fact sheets, at a larger KL to its "
+                       "replies (README: \"Facts against closeness\")")
+    return out
+
+
 def _variant_summary(sc: Scenario, rows: list[dict], teacher_rows: list[dict] | None, turns: int) -> dict:
     outputs = [r["output"] for r in rows]
     expects = [e.expect for e in sc.eval.inputs]
@@ -156,13 +182,17 @@ def evaluate(scenario: Scenario, model_ref: ModelRef, adapter_dirs: list[str | P
             notes.append(f"problem {pid} could not run here: {why}")
         if envs[CEILING]["success"] == 0:
             notes.append("with_prompt solved no problem, so success retention is undefined and left null")
+    adapter_folders = {v.name: v.adapter_dir for v in plan_variants(adapters) if v.adapter_dir}
+    for hint in facts_hints(sc, variants, adapter_folders):
+        print(f"genpi eval: note: {hint}", file=sys.stderr)
+        notes.append(hint)
     if ceiling == 0:
         notes.append("with_prompt scored 0, so retention (score / with_prompt score) is undefined and left null")
     elif ceiling is not None and ceiling == floor:
         notes.append("with_prompt and no_prompt scored the same, so normalized is undefined and left null")
 
     report = {"scenario": sc.name, "model": ref.name, "n_inputs": len(inputs), "variants": variants,
-              "adapters": {v.name: str(v.adapter_dir) for v in plan_variants(adapters) if v.adapter_dir},
+              "adapters": {name: str(d) for name, d in adapter_folders.items()},
               "settings": {"decoding": "greedy", "seed": cfg.seed,
                            "max_new_tokens": cfg.max_new_tokens, "turns": cfg.turns, "model_spec": ref.spec,
                            "model_fingerprint": fingerprint, "scenario_sha256": sc.sha256(),
