@@ -53,8 +53,16 @@ BASELINES = ("with_prompt", "no_prompt")
 
 
 def method_fields(name: str) -> dict | None:
-    """The TrainConfig fields of a method name: one of METHODS, or genpi+kl=W (the KL term at weight W >= 0);
-    None for an unknown name."""
+    """The TrainConfig fields of a method name: one of METHODS, or genpi+kl=W (the KL term at weight W >= 0),
+    either followed by +cited=C (cited text counted C > 0 times by SFT); None for an unknown name."""
+    base, sep, cited = name.partition("+cited=")
+    if sep:
+        fields = method_fields(base)
+        try:
+            c = float(cited)
+        except ValueError:
+            return None
+        return {**fields, "cited_weight": c} if fields is not None and 0 < c < float("inf") else None
     if name in METHODS:
         return METHODS[name]
     weight = name.removeprefix("genpi+kl=")

@@ -124,6 +124,12 @@ def test_a_kl_weight_is_a_method():
     assert mod.method_fields("genpi+kl") == mod.METHODS["genpi+kl"]
     for bad in ("genpi+kl=", "genpi+kl=x", "genpi+kl=-0.5", "genpi+kl=inf", "genpi+kl=nan", "sft+kl=0.5"):
         assert mod.method_fields(bad) is None, bad
+    # a cited weight on top of any method
+    assert mod.method_fields("genpi+kl=0.3+cited=4") == {"method": "genpi", "kl": 0.3, "cited_weight": 4.0}
+    assert mod.method_fields("genpi+kl+cited=2.5") == {"method": "genpi", "kl": 1.0, "cited_weight": 2.5}
+    for bad in ("genpi+kl+cited=0", "genpi+kl+cited=-1", "genpi+kl+cited=x", "genpi+kl+cited=nan",
+                "nope+cited=2", "genpi+kl=-1+cited=2"):
+        assert mod.method_fields(bad) is None, bad
 
 
 def test_synthesis_options_are_passed_on(tmp_path, monkeypatch):

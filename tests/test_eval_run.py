@@ -347,6 +347,8 @@ def test_variants_are_named_by_method_and_distillation_terms():
     assert label("sft") == "sft" and label(None) is None
     assert label("genpi", kl=1.0, grounded_repeats=3) == "genpi+kl+grounded"
     assert label("genpi", kl=1.0, grounded_repeats=1, pg_units=True) == "genpi+kl+units"
+    assert label("genpi", kl=0.3, cited_weight=4.0) == "genpi+kl=0.3+cited=4"
+    assert label("genpi", kl=1.0, cited_weight=1.0) == "genpi+kl"
 
 
 def test_the_summary_line_gives_facts_where_inputs_expect_them():

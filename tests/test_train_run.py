@@ -426,6 +426,37 @@ def test_teacher_prefix_stops_before_the_first_read_position():
     assert teacher_prefix([a, c]) == []  # no shared start
 
 
+def test_a_cited_weight_counts_the_cited_tokens_more_in_sft(setup, tiny_ref, tmp_path, monkeypatch):
+    """--cited-weight C: the SFT term weighs each cited token C and every other token 1 (here each turn's end
+    token, the one token synthesis did not write); at 1 the plain token mean runs; it signs the adapter."""
+    from genpi.errors import GenpiError
+    from genpi.train import TrainConfig, trainer
+
+    sc, _, _ = setup
+    weights = []
+    real = trainer.losses.reweighted_nll
+
+    def recording(logits, targets, w):
+        weights.append(w.tolist())
+        return real(logits, targets, w)
+
+    monkeypatch.setattr(trainer.losses, "reweighted_nll", recording)
+    data = write_data(tmp_path / "data")
+    rows = [json.loads(x) for x in (data / "records.jsonl").read_text().splitlines()]
+    for r in rows:
+        r["conversation"] = r["conversation"][:1]
+        r["cited"] = [r["teacher_output"]]
+    (data / "records.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    train(sc, tiny_ref, data, tmp_path / "w1", method="genpi", kl=1.0, epochs=1, **FAST)
+    assert weights == []
+    train(sc, tiny_ref, data, tmp_path / "w4", method="genpi", kl=1.0, epochs=1, cited_weight=4.0, **FAST)
+    assert weights and all(set(w) == {1.0, 4.0} and w.count(1.0) == 2 for w in weights)  # two rows a step
+    metas = [json.loads((tmp_path / a / "genpi.json").read_text()) for a in ("w1", "w4")]
+    assert metas[1]["hyperparameters"]["cited_weight"] == 4.0 and metas[0]["signature"] != metas[1]["signature"]
+    with pytest.raises(GenpiError, match="--cited-weight 0.0 must be a finite number above 0"):
+        TrainConfig(cited_weight=0.0)
+
+
 def test_cited_text_is_trained_by_sft_but_left_out_of_the_kl_term(setup, tiny_ref, tmp_path, monkeypatch):
     """Records whose whole reply was cited by synthesis: the KL term compares only each turn's end token (the
     one token synthesis did not write), SFT still trains every token; without `cited` it compares them all."""

@@ -56,7 +56,8 @@ def plan_variants(adapter_dirs: list[Path]) -> list[Variant]:
 
 def method_label(meta) -> str | None:
     """'genpi', 'sft', ... with '+kl' / '+on-policy' when the adapter was trained with those terms ('+kl=W'
-    for a KL weight W other than 1), and '+grounded' / '+units' with those options (the names
+    for a KL weight W other than 1), '+grounded' / '+units' with those options and '+cited=C' for a cited weight
+    other than 1 (the names
     benchmarks/compare_methods.py gives them)."""
     if not meta.method:
         return None
@@ -64,7 +65,8 @@ def method_label(meta) -> str | None:
     kl = hp.get("kl") or 0
     extra = (("+kl" if kl == 1 else f"+kl={kl:g}") if kl > 0 and meta.method == "genpi" else "") + \
         ("+on-policy" if (hp.get("on_policy") or 0) > 0 else "") + \
-        ("+grounded" if (hp.get("grounded_repeats") or 1) > 1 else "") + ("+units" if hp.get("pg_units") else "")
+        ("+grounded" if (hp.get("grounded_repeats") or 1) > 1 else "") + ("+units" if hp.get("pg_units") else "") + \
+        (f"+cited={hp['cited_weight']:g}" if (hp.get("cited_weight") or 1) != 1 else "")
     return meta.method + extra
 
 

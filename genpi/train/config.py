@@ -54,6 +54,11 @@ class TrainConfig(StageConfig):
                                       "reply uses a unit of the prompt (a fact, a rule: by the unit's distinctive "
                                       "words, as the synthesis coverage counts them), to weigh what the prompt says "
                                       "above how it is said; 1: as often as any other record", metavar="N")
+    cited_weight: float = option(1.0, "times the SFT term counts each token of text that synthesis cited into a "
+                                      "teacher reply (`genpi synth --cite-units`: the fact or rule the request "
+                                      "asks about, which the teacher left out). The KL term leaves that text out, "
+                                      "so SFT alone teaches it; a weight above 1 keeps it against the KL term's "
+                                      "pull to the teacher's wording. 1: as any other token", metavar="W")
     pg_units: bool = option(False, "add a PG example per record whose request names a unit of the prompt (a fact, "
                                    "a rule: by a word of that unit's that no other unit has), trained in every "
                                    "epoch: from the request and both answers, write out that unit word for word "
@@ -115,6 +120,8 @@ class TrainConfig(StageConfig):
             bad(f"--kl-weight {self.kl_weight} must be a finite number >= 0")
         if not (self.kl >= 0 and math.isfinite(self.kl)):
             bad(f"--kl {self.kl} must be a finite number >= 0")
+        if not (self.cited_weight > 0 and math.isfinite(self.cited_weight)):
+            bad(f"--cited-weight {self.cited_weight} must be a finite number above 0")
         if not (self.on_policy >= 0 and math.isfinite(self.on_policy)):
             bad(f"--on-policy {self.on_policy} must be a finite number >= 0")
         if self.on_policy > 0 and not self.uses_sft:
@@ -173,6 +180,7 @@ class TrainConfig(StageConfig):
         off = {"kl"} if self.kl == 0 else set()
         off |= {"load_in_4bit"} if not self.load_in_4bit else set()
         off |= {"grounded_repeats"} if self.grounded_repeats == 1 else set()
+        off |= {"cited_weight"} if self.cited_weight == 1 else set()
         off |= {"pg_units"} if not self.pg_units else set()
         if self.on_policy == 0:
             off |= {"on_policy", "on_policy_every", "on_policy_tokens", "on_policy_temperature"}

@@ -38,6 +38,22 @@ def token_nll(logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor
     return F.cross_entropy(lp, flat_t[keep], reduction="sum"), n
 
 
+def reweighted_nll(logits: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """Summed negative log-likelihood of the supervised targets with target i counted `weights[i]` times
+    (weights in the row-major order of the supervised targets), and how many targets there are: with every
+    weight 1, token_nll."""
+    flat_t = targets.reshape(-1)
+    keep = flat_t != IGNORE
+    n = int(keep.sum())
+    if weights.shape[0] != n:
+        raise RuntimeError("the token weights and the supervised tokens are misaligned")
+    if n == 0:
+        return logits.sum() * 0.0, 0
+    lp = logits.reshape(-1, logits.shape[-1])[keep].float()
+    nll = F.cross_entropy(lp, flat_t[keep], reduction="none")
+    return (nll * weights.to(nll.device, nll.dtype)).sum(), n
+
+
 def token_mean(total: torch.Tensor, count: int) -> torch.Tensor:
     """A per-kind token mean; 0 (still attached to the graph) when there are no tokens."""
     return total / count if count else total * 0.0

@@ -177,7 +177,8 @@ class TrainRecipe:
                                kl_weight=cfg.kl if cfg.method == "genpi" else cfg.kl_weight,
                                on_policy=cfg.on_policy, on_policy_every=cfg.on_policy_every,
                                on_policy_tokens=cfg.on_policy_tokens,
-                               on_policy_temperature=cfg.on_policy_temperature, seed=cfg.seed,
+                               on_policy_temperature=cfg.on_policy_temperature,
+                               cited_weight=cfg.cited_weight, seed=cfg.seed,
                                pad_id=self.tok.pad_token_id, eos_id=self.tok.eos_token_id,
                                teacher_prefix=teacher_prefix(built.teacher))
         trainer.remove_callback(ProgressCallback)

@@ -39,14 +39,14 @@ class GenpiTrainer(Trainer):
 
     def __init__(self, *args, method: str, lam: float, kl_weight: float, on_policy: float = 0.0,
                  on_policy_every: int = 4, on_policy_tokens: int = 64, on_policy_temperature: float = 1.0,
-                 seed: int = 0, pad_id: int = 0, eos_id: int | None = None,
+                 cited_weight: float = 1.0, seed: int = 0, pad_id: int = 0, eos_id: int | None = None,
                  teacher_prefix: list[int] | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         # the tokens every teacher twin starts with (the prompt): their KV is computed once per run and
         # reused by every teacher pass, which then runs only the rest of each sequence
         self.teacher_prefix = list(teacher_prefix or [])
         self._prefix_caches: dict[int, object] = {}
-        self.method, self.lam, self.kl_weight = method, lam, kl_weight
+        self.method, self.lam, self.kl_weight, self.cited_weight = method, lam, kl_weight, cited_weight
         self.on_policy, self.on_policy_every, self.seed = on_policy, on_policy_every, seed
         self.on_policy_tokens, self.on_policy_temperature = on_policy_tokens, on_policy_temperature
         self._micro, self.pad_id, self.eos_id = None, pad_id, eos_id
@@ -69,13 +69,19 @@ class GenpiTrainer(Trainer):
 
     # -- loss ------------------------------------------------------------------------------
     def _term(self, model, inputs, kind: str):
-        """(mean NLL, logits at supervised targets [N, V], supervised target ids [N]) for one kind's batch."""
+        """(mean NLL, logits at supervised targets [N, V], supervised target ids [N]) for one kind's batch.
+        With a cited weight other than 1, the SFT term counts each token of cited text that many times."""
         labels = inputs[f"{kind}_labels"]
         pos = losses.predict_positions(labels)
         out = model(input_ids=inputs[f"{kind}_input_ids"], attention_mask=inputs[f"{kind}_attention_mask"],
                     logits_to_keep=pos, use_cache=False)
         targets = losses.targets_at(labels, pos)
-        total, n = losses.token_nll(out.logits, targets)
+        uncited = inputs.get(f"{kind}_kl_keep")  # False at the tokens of text synthesis cited into a reply
+        if kind == "sft" and self.cited_weight != 1.0 and uncited is not None:
+            weights = torch.where(uncited, 1.0, self.cited_weight)
+            total, n = losses.reweighted_nll(out.logits, targets, weights)
+        else:
+            total, n = losses.token_nll(out.logits, targets)
         self.tokens["trained"] += int(inputs[f"{kind}_attention_mask"].sum())
         return losses.token_mean(total, n), out.logits, targets
 
