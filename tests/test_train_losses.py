@@ -192,14 +192,14 @@ def test_the_kl_mask_follows_the_supervised_tokens_of_each_row_in_order():
     assert "sft_kl_keep" not in plain
 
 
-def test_reweighted_nll_counts_each_token_its_weight_times():
+def test_weighted_token_nll_counts_each_token_its_weight_times():
     logits = torch.randn(2, 3, 5)
     targets = torch.tensor([[1, IGNORE, 4], [IGNORE, 0, 2]])
     base, n = losses.token_nll(logits, targets)
-    same, m = losses.reweighted_nll(logits, targets, torch.ones(4))
+    same, m = losses.token_nll(logits, targets, torch.ones(4))
     assert (m, same.item()) == (n, pytest.approx(base.item(), rel=1e-6))
     one = torch.nn.functional.cross_entropy(logits[0, 2][None], targets[0, 2][None])  # the 2nd supervised target
-    more, _ = losses.reweighted_nll(logits, targets, torch.tensor([1.0, 3.0, 1.0, 1.0]))
+    more, _ = losses.token_nll(logits, targets, torch.tensor([1.0, 3.0, 1.0, 1.0]))
     assert more.item() == pytest.approx(base.item() + 2 * one.item(), rel=1e-5)
     with pytest.raises(RuntimeError, match="misaligned"):
-        losses.reweighted_nll(logits, targets, torch.ones(3))
+        losses.token_nll(logits, targets, torch.ones(3))

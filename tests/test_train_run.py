@@ -434,13 +434,14 @@ def test_a_cited_weight_counts_the_cited_tokens_more_in_sft(setup, tiny_ref, tmp
 
     sc, _, _ = setup
     weights = []
-    real = trainer.losses.reweighted_nll
+    real = trainer.losses.token_nll
 
-    def recording(logits, targets, w):
-        weights.append(w.tolist())
+    def recording(logits, targets, w=None):
+        if w is not None:
+            weights.append(w.tolist())
         return real(logits, targets, w)
 
-    monkeypatch.setattr(trainer.losses, "reweighted_nll", recording)
+    monkeypatch.setattr(trainer.losses, "token_nll", recording)
     data = write_data(tmp_path / "data")
     rows = [json.loads(x) for x in (data / "records.jsonl").read_text().splitlines()]
     for r in rows:

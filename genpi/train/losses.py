@@ -24,32 +24,23 @@ def targets_at(labels: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
     return labels[:, positions + 1]
 
 
-def token_nll(logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, int]:
+def token_nll(logits: torch.Tensor, targets: torch.Tensor,
+              weights: torch.Tensor | None = None) -> tuple[torch.Tensor, int]:
     """Summed negative log-likelihood of the supervised targets, and how many there are.
 
-    logits: [..., V]; targets: [...] with IGNORE where not supervised.
+    logits: [..., V]; targets: [...] with IGNORE where not supervised; weights (optional): how many times each
+    supervised target counts, in their row-major order (1 each when None).
     """
     flat_t = targets.reshape(-1)
     keep = flat_t != IGNORE
     n = int(keep.sum())
-    if n == 0:
-        return logits.sum() * 0.0, 0
-    lp = logits.reshape(-1, logits.shape[-1])[keep].float()
-    return F.cross_entropy(lp, flat_t[keep], reduction="sum"), n
-
-
-def reweighted_nll(logits: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor) -> tuple[torch.Tensor, int]:
-    """Summed negative log-likelihood of the supervised targets with target i counted `weights[i]` times
-    (weights in the row-major order of the supervised targets), and how many targets there are: with every
-    weight 1, token_nll."""
-    flat_t = targets.reshape(-1)
-    keep = flat_t != IGNORE
-    n = int(keep.sum())
-    if weights.shape[0] != n:
+    if weights is not None and weights.shape[0] != n:
         raise RuntimeError("the token weights and the supervised tokens are misaligned")
     if n == 0:
         return logits.sum() * 0.0, 0
     lp = logits.reshape(-1, logits.shape[-1])[keep].float()
+    if weights is None:
+        return F.cross_entropy(lp, flat_t[keep], reduction="sum"), n
     nll = F.cross_entropy(lp, flat_t[keep], reduction="none")
     return (nll * weights.to(nll.device, nll.dtype)).sum(), n
 

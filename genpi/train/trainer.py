@@ -77,11 +77,10 @@ class GenpiTrainer(Trainer):
                     logits_to_keep=pos, use_cache=False)
         targets = losses.targets_at(labels, pos)
         uncited = inputs.get(f"{kind}_kl_keep")  # False at the tokens of text synthesis cited into a reply
+        weights = None
         if kind == "sft" and self.cited_weight != 1.0 and uncited is not None:
             weights = torch.where(uncited, 1.0, self.cited_weight)
-            total, n = losses.reweighted_nll(out.logits, targets, weights)
-        else:
-            total, n = losses.token_nll(out.logits, targets)
+        total, n = losses.token_nll(out.logits, targets, weights)
         self.tokens["trained"] += int(inputs[f"{kind}_attention_mask"].sum())
         return losses.token_mean(total, n), out.logits, targets
 
