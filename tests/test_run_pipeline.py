@@ -71,18 +71,21 @@ def test_run_sizes_override_the_preset(cli, write, tmp_path):
     s = write("s.yaml", SCENARIO)
     out = tmp_path / "RUN"
     res = cli("run", str(s), "--out", str(out), "--preset", "smoke", "--num-inputs", "3", "--max-turns", "1",
-              "--epochs", "2", "--coverage", "0", "--kl", "0.5", "--no-bench", timeout=900)
+              "--epochs", "2", "--coverage", "0", "--kl", "0.5", "--cited-weight", "3", "--no-bench", timeout=900)
     assert res.returncode == 0, res.stderr[-3000:]
     records = [json.loads(x) for x in (out / "data" / "records.jsonl").read_text().splitlines()]
     assert len(records) == 3 and all(len(r["conversation"]) == 1 for r in records)
     trained = json.loads((out / "adapters" / "genpi" / "genpi.json").read_text())
     assert trained["train"]["epochs"] == 2 and trained["hyperparameters"]["kl"] == 0.5
+    assert trained["hyperparameters"]["cited_weight"] == 3.0
     assert json.loads((out / "data" / "meta.json").read_text())["settings"]["coverage"] == 0.0
     assert not (out / "bench").exists()
     bad = cli("run", str(s), "--out", str(out), "--preset", "smoke", "--epochs", "0")
     one_line_error(bad, "--epochs must be above 0")
     bad = cli("run", str(s), "--out", str(out), "--preset", "smoke", "--coverage", "2")
     one_line_error(bad, "--coverage must be between 0 and 1")
+    bad = cli("run", str(s), "--out", str(out), "--preset", "smoke", "--cited-weight", "-2")
+    one_line_error(bad, "--cited-weight -2.0 must be a finite number above 0")
 
 
 def test_run_rejects_bad_methods(cli, write, tmp_path):

@@ -37,7 +37,7 @@ def add_arguments(p):
     g = p.add_argument_group("what the data and the loss hold (defaults: the preset's; see genpi synth / train "
                              "--help)")
     add_flags(g, SynthConfig, only=("coverage", "unit_questions", "cite_units"))
-    add_flags(g, TrainConfig, only=("kl",))
+    add_flags(g, TrainConfig, only=("kl", "cited_weight"))
 
 
 def main(args) -> int:
