@@ -56,9 +56,8 @@ def plan_variants(adapter_dirs: list[Path]) -> list[Variant]:
 
 def method_label(meta) -> str | None:
     """'genpi', 'sft', ... with '+kl' / '+on-policy' when the adapter was trained with those terms ('+kl=W'
-    for a KL weight W other than 1), '+grounded' / '+units' with those options and '+cited=C' for a cited weight
-    other than 1 (the names
-    benchmarks/compare_methods.py gives them)."""
+    for a KL weight W other than 1), '+grounded' / '+units' with those options, and '+cited=C' for a cited
+    weight C other than 1 (the names benchmarks/compare_methods.py gives them)."""
     if not meta.method:
         return None
     hp = getattr(meta, "hyperparameters", None) or {}
