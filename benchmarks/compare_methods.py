@@ -9,7 +9,8 @@ plus token-level KL to the prompted teacher), genpi+on-policy (plus the on-polic
 genpi+kl+on-policy, genpi+kl+grounded (genpi+kl with `--grounded-repeats 3`: records whose teacher reply
 uses a fact or rule of the prompt trained on three times per epoch), and genpi+kl+units (genpi+kl with
 `--pg-units`: a PG example per record whose request names a unit, writing out that unit); `genpi+kl=W` is
-the joint loss with the KL term at weight W (genpi is W = 0, genpi+kl W = 1). Every step
+the joint loss with the KL term at weight W (genpi is W = 0, genpi+kl W = 1), and any method
+followed by `+cited=C` trains with `--cited-weight C`. Every step
 writes into OUT and resumes: rerunning the same command skips what is done (synthesis, adapters and
 replies are all resume stores), and a run with other methods on the same OUT trains only those and
 evaluates them beside every adapter trained there before.
@@ -96,7 +97,8 @@ def _parse(argv):
     ap.add_argument("--out", required=True, help="work folder (resumable)")
     ap.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (synthesis and training)")
     ap.add_argument("--methods", default="genpi,sft,sft-kl,prompt-mix,genpi+kl,genpi+on-policy",
-                    help=f"comma-separated, from: {', '.join(METHODS)}, genpi+kl=W (the KL term at weight W)")
+                    help=f"comma-separated, from: {', '.join(METHODS)}, genpi+kl=W (the KL term at weight W); "
+                         "any of them may end in +cited=C (--cited-weight C)")
     ap.add_argument("--preset", default="quick")
     ap.add_argument("--model", default=None, help="base model (default: the preset's)")
     ap.add_argument("--batch-size", type=int, default=None,
@@ -121,7 +123,7 @@ def _parse(argv):
     bad = [m for m in args.methods if method_fields(m) is None]
     if bad or not args.methods or not args.seeds:
         ap.error(f"--methods: unknown {', '.join(bad) or '(none)'}; choose from {', '.join(METHODS)}, "
-                 "or genpi+kl=W with a weight W >= 0")
+                 "or genpi+kl=W with a weight W >= 0; any of them may end in +cited=C with C > 0")
     return args
 
 
