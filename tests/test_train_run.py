@@ -192,9 +192,9 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(setup, tiny_re
     real = losses.token_nll
     calls = {"n": 0}
 
-    def nan_later(logits, targets):
+    def nan_later(logits, targets, weights=None):
         calls["n"] += 1
-        total, n = real(logits, targets)
+        total, n = real(logits, targets, weights)
         return (total * float("nan"), n) if calls["n"] > 4 else (total, n)  # 2 terms a step: NaN in step 3
 
     monkeypatch.setattr(losses, "token_nll", nan_later)
