@@ -363,3 +363,11 @@ def test_the_summary_line_gives_facts_where_inputs_expect_them():
     for x in v.values():
         x["expectations"] = None  # no input expects a fact: no facts line
     assert summary_line({"scenario": "s", "variants": v}).count("\n") == 0
+
+
+def test_too_few_facts_compares_counts():
+    from genpi.evaluate.evaluation import too_few_facts
+
+    assert not too_few_facts(4 / 18, 5 / 18, 18)  # 4 of 18 is 0.8x of 5: the target, met
+    assert too_few_facts(3 / 18, 5 / 18, 18)
+    assert too_few_facts(3 / 20, 4 / 20, 20) and not too_few_facts(4 / 20, 4 / 20, 20)

@@ -40,6 +40,12 @@ def overlap_warnings(sc: Scenario, adapter_dirs: list[Path]) -> list[str]:
 FACTS_HINT_BELOW = 0.8  # of the prompted model's facts: the issue's target, and where the hint speaks up
 
 
+def too_few_facts(found: float, ceiling: float, n: int) -> bool:
+    """Whether found * n answers with the fact fall short of 0.8x the prompted model's ceiling * n, compared as
+    counts (4 of 18 is 0.8x of 5 of 18, which the rates alone miss by a rounding error)."""
+    return round(found * n) < FACTS_HINT_BELOW * round(ceiling * n) - 1e-9
+
+
 def facts_hints(sc: Scenario, variants: dict, adapters: dict[str, Path]) -> list[str]:
     """A line for each adapter trained with a KL term to the teacher (the default) whose replies state the
     expected fact in fewer than 0.8x as many held-out answers as the prompted model's: the `facts` preset
@@ -55,7 +61,7 @@ def facts_hints(sc: Scenario, variants: dict, adapters: dict[str, Path]) -> list
         found = variants[name].get("expectations")
         if meta.method != "genpi" or not (hp.get("kl") or 0) > 0 or found is None:
             continue
-        if found < FACTS_HINT_BELOW * ceiling:
+        if too_few_facts(found, ceiling, n):
             out.append(f"{name} states the expected fact in {round(found * n)} of {n} held-out answers, the prompted "
                        f"model in {round(ceiling * n)}: for a prompt that is mostly facts, `--preset facts` kept "
                        "about as many as the prompted model on the README's two fact sheets, at a larger KL to its "
